@@ -1,0 +1,159 @@
+"""The ``fundiff`` command line. User mistakes print one line ("fundiff: error: ...") and exit 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fundiff.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Fun With Diffusion Models: train, sample, edit and evaluate diffusion models.")
+judge_app = typer.Typer(no_args_is_help=True, help="The digit judge (a small classifier) used by evaluate.")
+app.add_typer(judge_app, name="judge")
+
+Opt = typer.Option
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="denoiser | time | class")],
+    recipe: Annotated[str, Opt(help="default (improved) | spec (exactly the spec's)")] = "default",
+    objective: Annotated[str, Opt(help="ddpm | flow")] = "ddpm",
+    data: Annotated[str, Opt(help="mnist | fashion")] = "mnist",
+    data_dir: Annotated[Path | None, Opt(help="directory of IDX files (gzipped or not)")] = None,
+    download: Annotated[Path | None, Opt(help="download the full set with torchvision into this directory")] = None,
+    epochs: Annotated[int | None, Opt()] = None,
+    batch_size: Annotated[int | None, Opt()] = None,
+    lr: Annotated[float | None, Opt()] = None,
+    lr_schedule: Annotated[str | None, Opt(help="exponential | constant | cosine")] = None,
+    width: Annotated[int | None, Opt(help="hidden width D")] = None,
+    ema_decay: Annotated[float | None, Opt(help="EMA of the weights (0 = off)")] = None,
+    p_uncond: Annotated[float | None, Opt(help="class-dropout probability")] = None,
+    sigma: Annotated[float | None, Opt(help="denoiser noise level")] = None,
+    pure_noise: Annotated[bool, Opt("--pure-noise", help="denoiser trained on z = eps")] = False,
+    sample_epochs: Annotated[str | None, Opt(help="epochs that get weights and a sample grid, e.g. 1,5,20")] = None,
+    seed: Annotated[int | None, Opt()] = None,
+    precision: Annotated[str | None, Opt(help="fp32 | bf16 (autocast)")] = None,
+    out: Annotated[Path | None, Opt(help="run directory (default runs/MODEL-OBJECTIVE-RECIPE)")] = None,
+    resume: Annotated[bool, Opt("--resume", help="continue a run in --out")] = False,
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Train the spec's UNet (single-step denoiser, time- or class-conditioned) on digits."""
+    from fundiff.commands.train import run_train
+
+    overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, width=width,
+                     ema_decay=ema_decay, p_uncond=p_uncond, sigma=sigma, seed=seed, precision=precision,
+                     data=data, pure_noise=pure_noise or None,
+                     sample_epochs=_int_list(sample_epochs, "--sample-epochs") if sample_epochs else None)
+    run_train(model, objective, recipe, overrides, data_dir, download, out, resume, device)
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory or a weights file")],
+    classes: Annotated[str, Opt(help="digits, e.g. 0-9 or 3,5")] = "0-9",
+    per_class: Annotated[int, Opt()] = 4,
+    guidance: Annotated[float, Opt(help="CFG scale gamma")] = 5.0,
+    sampler: Annotated[str, Opt(help="ddpm | ddim (flow models use Euler)")] = "ddpm",
+    steps: Annotated[int | None, Opt(help="sampling steps (default: T for ddpm/flow, 50 for ddim)")] = None,
+    epoch: Annotated[int | None, Opt(help="use the weights saved after this epoch")] = None,
+    seed: Annotated[int, Opt()] = 0,
+    gif: Annotated[bool, Opt("--gif", help="also write a GIF of the trajectory")] = False,
+    out: Annotated[Path | None, Opt(help="output directory (default RUN_DIR/sample-...)")] = None,
+    device: Annotated[str, Opt()] = "auto",
+) -> None:
+    """Sample digits: PNG grid, samples.npz (uint8 N x 28 x 28 + labels), optional GIF, and sample.json."""
+    from fundiff.commands.sample import run_sample
+
+    run_sample(run_dir, _int_list(classes, "--classes"), per_class, guidance, sampler, steps, epoch, seed, gif,
+               out, device)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a class-conditioned training run directory")],
+    per_class: Annotated[int, Opt()] = 40,
+    guidance: Annotated[float, Opt()] = 5.0,
+    sampler: Annotated[str, Opt(help="ddpm | ddim")] = "ddpm",
+    steps: Annotated[int | None, Opt()] = None,
+    epoch: Annotated[int | None, Opt()] = None,
+    seed: Annotated[int, Opt()] = 0,
+    judge: Annotated[Path | None, Opt(help="judge weights (default: trained on the run's data if missing)")] = None,
+    device: Annotated[str, Opt()] = "auto",
+) -> None:
+    """Judge accuracy (per class, overall) and Frechet distance vs held-out digits, with the real-vs-real baseline."""
+    from fundiff.commands.evaluate import run_evaluate
+
+    run_evaluate(run_dir, per_class, guidance, sampler, steps, epoch, seed, judge, device)
+
+
+@judge_app.command("train")
+def judge_train(
+    data: Annotated[str, Opt(help="mnist | fashion")] = "mnist",
+    data_dir: Annotated[Path | None, Opt()] = None,
+    epochs: Annotated[int, Opt()] = 8,
+    out: Annotated[Path | None, Opt(help="judge file (default: the cache used by evaluate)")] = None,
+    force: Annotated[bool, Opt("--force", help="overwrite an existing judge")] = False,
+) -> None:
+    """Train the digit judge on the training split and report its held-out accuracy."""
+    from fundiff.commands.evaluate import run_judge_train
+
+    run_judge_train(data, data_dir, epochs, out, force)
+
+
+@app.command()
+def figures(
+    runs: Annotated[list[Path], typer.Argument(help="training run directories (denoiser, time, class, ...)")],
+    out: Annotated[Path | None, Opt(help="output directory (default: RUN_DIR/figures for one run)")] = None,
+    sampler: Annotated[str, Opt(help="ddpm | ddim for DDPM runs")] = "ddpm",
+    steps: Annotated[int | None, Opt()] = None,
+    seed: Annotated[int, Opt()] = 0,
+    device: Annotated[str, Opt()] = "auto",
+) -> None:
+    """Every Part B figure the runs allow: noising, loss curves, denoiser results, OOD test, samples, GIFs."""
+    from fundiff.commands.figures import run_figures
+
+    run_figures(runs, out, sampler, steps, seed, device)
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    """'0-9' or '1,5,20' or '3' -> ints."""
+    try:
+        out: list[int] = []
+        for part in text.split(","):
+            a, _, b = part.strip().partition("-")
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+        return out
+    except ValueError:
+        raise UserError(f"{flag} {text!r} is not a list of integers like 0-9 or 1,5,20") from None
+
+
+def main() -> None:
+    """Entry point: runs the app; a UserError becomes one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        print(f"fundiff: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("fundiff: interrupted; rerun with --resume to continue", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # click's own usage errors
+        import click
+
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        if isinstance(e, click.ClickException):
+            print(f"fundiff: error: {e.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The digit judge: a small CNN classifier trained on the training split, whose 128-d penultimate
+features also serve the Frechet distance."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+from tqdm import tqdm
+
+from fundiff.errors import UserError
+from fundiff.io import atomic_write, versions
+from fundiff.train.data import Digits
+
+JUDGE_KIND = "fundiff-digit-judge"
+
+
+class JudgeNet(nn.Module):
+    """(B,1,28,28) -> 10 logits; ``features`` gives the 128-d embedding before the last layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                                 nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                                 nn.MaxPool2d(2))
+
+        self.body = nn.Sequential(block(1, 32), block(32, 64), nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, 10))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def random_shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """Shift each image by up to ``max_shift`` pixels in x and y (zero fill): the judge's augmentation."""
+    n = x.shape[0]
+    padded = F.pad(x, [max_shift] * 4)
+    dx, dy = (torch.randint(0, 2 * max_shift + 1, (n,), generator=g) for _ in range(2))
+    rows = (dy[:, None] + torch.arange(28)[None])[:, None, :, None].expand(n, 1, 28, 28 + 2 * max_shift)
+    out = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(28)[None])[:, None, None, :].expand(n, 1, 28, 28)
+    return out.gather(3, cols)
+
+
+def train_judge(train: Digits, held_out: Digits, epochs: int = 8, seed: int = 0, progress: bool = True
+                ) -> tuple[JudgeNet, dict]:
+    """Adam (lr 1e-3, cosine) on shifted training digits; returns the net and its held-out accuracy."""
+    torch.manual_seed(seed)
+    net = JudgeNet()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    steps = epochs * ((len(train) + 127) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    with tqdm(total=steps, disable=not progress, desc="train judge", unit="batch") as bar:
+        for _ in range(epochs):
+            net.train()
+            for idx in torch.randperm(len(train), generator=g).split(128):
+                loss = F.cross_entropy(net(random_shift(train.images[idx], g)), train.labels[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    acc = float((predict(net.eval(), held_out.images) == held_out.labels).float().mean())
+    return net, {"held_out_accuracy": acc, "held_out_images": len(held_out), "train_images": len(train),
+                 "epochs": epochs, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+@torch.no_grad()
+def predict(net: JudgeNet, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([net(b).argmax(1) for b in images.float().clamp(0, 1).split(500)])
+
+
+@torch.no_grad()
+def features(net: JudgeNet, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([net.features(b) for b in images.float().clamp(0, 1).split(500)]).double()
+
+
+def save_judge(path: Path, net: JudgeNet, info: dict) -> None:
+    meta = {"kind": JUDGE_KIND, "info": json.dumps({**info, "versions": versions()})}
+    tensors = {k: v.contiguous() for k, v in net.state_dict().items()}
+    atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))
+
+
+def load_judge(path: Path) -> tuple[JudgeNet, dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"judge {path} does not exist; train one with: fundiff judge train --out {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{path} is not a readable safetensors file ({e})") from None
+    if meta.get("kind") != JUDGE_KIND:
+        raise UserError(f"{path} is not a fundiff digit judge (kind {meta.get('kind')!r})")
+    net = JudgeNet()
+    net.load_state_dict(state)
+    return net.eval(), json.loads(meta["info"])

@@ -1,0 +1,197 @@
+"""The training loop: epochs of shuffled batches, EMA, LR schedule, atomic per-epoch checkpoints, resume.
+
+Randomness of epoch e comes from a generator seeded with (seed, e), so resuming after epoch e
+replays exactly what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from fundiff.errors import UserError
+from fundiff.io import versions, write_json, write_text
+from fundiff.nets.unet import UNet
+from fundiff.schedule import linear_schedule
+from fundiff.train import checkpoint as ckpt
+from fundiff.train.data import Digits, split_holdout
+from fundiff.train.objectives import ddpm_loss, denoiser_loss, flow_loss, one_hot_with_dropout
+from fundiff.train.recipes import Recipe
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch LR: ExponentialLR(gamma = 0.1 ** (1 / epochs)), constant, or cosine to 1% of lr."""
+    if recipe.lr_schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(opt, recipe.lr_gamma)
+    if recipe.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs, eta_min=recipe.lr * 0.01)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
+
+
+@torch.no_grad()
+def ema_update(ema: UNet, net: UNet, decay: float, step: int) -> None:
+    """ema <- d ema + (1 - d) net with warm-up d = min(decay, (1 + step) / (10 + step)); buffers copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, p in zip(ema.parameters(), net.parameters()):
+        pe.lerp_(p, 1 - d)
+    for be, b in zip(ema.buffers(), net.buffers()):
+        be.copy_(b)
+
+
+def batch_loss(net: UNet, recipe: Recipe, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The recipe's objective on one batch."""
+    if recipe.model == "denoiser":
+        return denoiser_loss(net, x, recipe.sigma, recipe.pure_noise, g)
+    c = one_hot_with_dropout(y, recipe.p_uncond, g) if recipe.model == "class" else None
+    if recipe.objective == "flow":
+        return flow_loss(net, x, c, g)
+    return ddpm_loss(net, x, c, linear_schedule(recipe.T, recipe.beta_start, recipe.beta_end), g)
+
+
+class Trainer:
+    """Trains one recipe into one run directory."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path, data: Digits, device: torch.device, progress: bool = True,
+                 on_epoch=None) -> None:
+        self.recipe, self.run_dir, self.device, self.progress = recipe, Path(run_dir), device, progress
+        self.on_epoch = on_epoch
+        self.train_set, self.held_out = split_holdout(data, recipe.holdout_per_class)
+        self.data_source = data.source
+        torch.manual_seed(recipe.seed)
+        self.net = ckpt.build_net(recipe).to(device)
+        if recipe.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.net).eval() if recipe.ema_decay > 0 else None
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=recipe.lr)
+        self.sched = make_scheduler(self.opt, recipe)
+        self.epoch, self.step, self.history, self.losses = 0, 0, [], []
+
+    # ---- state on disk -------------------------------------------------------------------------
+    def resume(self) -> None:
+        info = ckpt.read_run(self.run_dir)
+        saved = Recipe.from_dict(info["recipe"])
+        if saved != self.recipe:
+            diff = {k: (v, getattr(self.recipe, k)) for k, v in saved.to_dict().items()
+                    if v != self.recipe.to_dict()[k]}
+            raise UserError(f"cannot resume {self.run_dir} with a different recipe: {diff} (saved, asked)")
+        if info["epoch"] == 0:
+            return
+        ckpt.load_checkpoint(self.run_dir, info["epoch"], self.net, self.ema, self.opt, info["optimizer"])
+        self.sched.load_state_dict(info["scheduler"])
+        self.epoch, self.step, self.history = info["epoch"], info["step"], info["history"]
+        self.losses = _read_losses(self.run_dir / "loss.csv", self.step)
+
+    def info(self, status: str) -> dict:
+        r = self.recipe
+        return {
+            "kind": "fundiff-run", "status": status, "recipe": r.to_dict(), "unet": ckpt.unet_config(r).to_dict(),
+            "seed": r.seed, "epoch": self.epoch, "step": self.step, "device": str(self.device),
+            "data": {"source": self.data_source, "train": self.train_set.source, "train_images": len(self.train_set),
+                     "held_out": self.held_out.source, "held_out_images": len(self.held_out)},
+            "versions": versions(), "history": self.history,
+            "optimizer": getattr(self, "_opt_json", None), "scheduler": self.sched.state_dict(),
+        }
+
+    def save(self, status: str) -> None:
+        """Checkpoint first, then loss log, then run.json, then drop the older checkpoint: a kill at
+        any point leaves run.json naming a complete checkpoint of the epoch it records."""
+        self._opt_json = ckpt.save_checkpoint(self.run_dir, self.epoch, self.net, self.ema, self.opt)
+        write_text(self.run_dir / "loss.csv", _losses_csv(self.losses))
+        write_json(self.run_dir / ckpt.RUN_FILE, self.info(status))
+        for old in self.run_dir.glob("checkpoint_*.safetensors"):
+            if old.name != ckpt.checkpoint_name(self.epoch):
+                old.unlink()
+
+    # ---- training --------------------------------------------------------------------------------
+    def run(self) -> dict:
+        r = self.recipe
+        if self.epoch == 0:
+            self.save("running")
+        total = math.ceil(len(self.train_set) / r.batch_size) * r.epochs
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress, unit="batch", dynamic_ncols=True,
+                   desc=f"train {r.model}/{r.objective}")
+        while self.epoch < r.epochs:
+            self._epoch(bar)
+        bar.close()
+        self.save("done")
+        return self.info("done")
+
+    def _epoch(self, bar: tqdm) -> None:
+        r, epoch = self.recipe, self.epoch + 1
+        g = epoch_generator(r.seed, epoch)
+        perm = torch.randperm(len(self.train_set), generator=g)
+        self.net.train()
+        t0, seen, ep_losses = time.perf_counter(), 0, []
+        for start in range(0, len(perm), r.batch_size):
+            idx = perm[start:start + r.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            loss = self._step(self.train_set.images[idx].to(self.device), self.train_set.labels[idx].to(self.device), g)
+            seen += len(idx)
+            ep_losses.append(loss)
+            self.losses.append((self.step, epoch, loss, self.opt.param_groups[0]["lr"]))
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        self.sched.step()
+        seconds = time.perf_counter() - t0
+        self.epoch = epoch
+        self.history.append({"epoch": epoch, "mean_loss": sum(ep_losses) / len(ep_losses),
+                             "last_loss": ep_losses[-1], "seconds": round(seconds, 2),
+                             "images_per_s": round(seen / seconds, 1)})
+        if epoch in r.sample_epochs or epoch == r.epochs:
+            ckpt.save_weights(ckpt.weights_path(self.run_dir, epoch), self.sampling_net().state_dict(), r, epoch)
+        self.save("running" if epoch < r.epochs else "done")
+        if self.on_epoch is not None and (epoch in r.sample_epochs or epoch == r.epochs):
+            self.on_epoch(self, epoch)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> float:
+        r = self.recipe
+        if r.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=r.precision == "bf16"):
+            loss = batch_loss(self.net, r, x, y, g)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        if self.ema is not None:
+            ema_update(self.ema, self.net, r.ema_decay, self.step)
+        return float(loss.detach())
+
+    def sampling_net(self) -> UNet:
+        """The EMA weights when the recipe keeps them, else the live net."""
+        return self.ema if self.ema is not None else self.net
+
+
+def _losses_csv(rows: list[tuple]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["step", "epoch", "loss", "lr"])
+    w.writerows([(s, e, f"{loss:.6g}", f"{lr:.6g}") for s, e, loss, lr in rows])
+    return buf.getvalue()
+
+
+def _read_losses(path: Path, upto_step: int) -> list[tuple]:
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return [(int(r["step"]), int(r["epoch"]), float(r["loss"]), float(r["lr"])) for r in rows
+            if int(r["step"]) <= upto_step]
+
+
+def read_losses(run_dir: Path) -> list[tuple]:
+    """(step, epoch, loss, lr) rows of a run's loss.csv."""
+    return _read_losses(Path(run_dir) / "loss.csv", 1 << 62)
+

@@ -1,0 +1,46 @@
+"""Training objectives (spec.md Part B): single-step denoising, DDPM noise prediction, flow matching."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fundiff.nets.unet import UNet
+from fundiff.schedule import Schedule, forward_process
+
+
+def _randn(like: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """N(0, I) noise drawn on the CPU from ``g`` (the same numbers on any device), moved to like's device."""
+    return torch.randn(like.shape, generator=g).to(like.device)
+
+
+def one_hot_with_dropout(labels: torch.Tensor, p_uncond: float, g: torch.Generator, k: int = 10) -> torch.Tensor:
+    """c = one_hot(labels), set to the zero vector with probability p_uncond (for CFG)."""
+    c = F.one_hot(labels, k).float()
+    keep = (torch.rand(labels.shape[0], generator=g) >= p_uncond).float().to(labels.device)
+    return c * keep[:, None]
+
+
+def denoiser_loss(net: UNet, x: torch.Tensor, sigma: float, pure_noise: bool, g: torch.Generator) -> torch.Tensor:
+    """|| D(z) - x ||^2 with z = x + sigma eps (or z = eps for "denoising pure noise")."""
+    eps = _randn(x, g)
+    z = eps if pure_noise else x + sigma * eps
+    return F.mse_loss(net(z).float(), x)
+
+
+def ddpm_loss(net: UNet, x: torch.Tensor, c: torch.Tensor | None, schedule: Schedule,
+              g: torch.Generator) -> torch.Tensor:
+    """|| eps - eps_theta(x_t, t/T, c) ||^2, t ~ U{1..T}, x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps."""
+    k = torch.randint(0, schedule.T, (x.shape[0],), generator=g)
+    eps = _randn(x, g)
+    x_t = forward_process(x, k, schedule, eps)
+    return F.mse_loss(net(x_t, schedule.model_time(k).to(x.device), c).float(), eps)
+
+
+def flow_loss(net: UNet, x1: torch.Tensor, c: torch.Tensor | None, g: torch.Generator) -> torch.Tensor:
+    """|| (x_1 - x_0) - u_theta(x_t, t, c) ||^2 with x_t = (1 - t) x_0 + t x_1, x_0 ~ N(0, I), t ~ U[0, 1]."""
+    x0 = _randn(x1, g)
+    t = torch.rand(x1.shape[0], generator=g).to(x1.device)
+    tb = t[:, None, None, None]
+    x_t = (1 - tb) * x0 + tb * x1
+    return F.mse_loss(net(x_t, t, c).float(), x1 - x0)

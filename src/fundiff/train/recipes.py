@@ -1,0 +1,115 @@
+"""Training recipes as named configurations (spec.md Part B, "The three models and their recipes").
+
+``spec`` reproduces the spec's recipes exactly; ``default`` is fundiff's improved recipe for a
+small data set on a CPU (the README gives the measurements that justify each change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from fundiff.errors import UserError
+
+MODELS = ("denoiser", "time", "class")
+OBJECTIVES = ("ddpm", "flow")
+RECIPES = ("default", "spec")
+LR_SCHEDULES = ("exponential", "constant", "cosine")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every hyper-parameter of one training run."""
+
+    model: str = "class"
+    objective: str = "ddpm"
+    recipe: str = "default"
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_schedule: str = "exponential"
+    width: int = 64
+    T: int = 300
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    sigma: float = 0.5
+    pure_noise: bool = False
+    p_uncond: float = 0.1
+    guidance: float = 5.0
+    ema_decay: float = 0.0
+    sample_epochs: tuple[int, ...] = field(default_factory=tuple)
+    precision: str = "fp32"
+    channels_last: bool = True
+    seed: int = 0
+    data: str = "mnist"
+    holdout_per_class: int = 50
+
+    def __post_init__(self) -> None:
+        self._check_choice("model", MODELS)
+        self._check_choice("objective", OBJECTIVES)
+        self._check_choice("recipe", RECIPES)
+        self._check_choice("lr_schedule", LR_SCHEDULES)
+        self._check_choice("precision", PRECISIONS)
+        checks = {
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 2, "lr": self.lr > 0,
+            "width": self.width >= 1, "T": self.T >= 2, "sigma": self.sigma >= 0,
+            "p_uncond": 0 <= self.p_uncond < 1, "ema_decay": 0 <= self.ema_decay < 1,
+            "beta_start": 0 < self.beta_start < self.beta_end < 1, "holdout_per_class": self.holdout_per_class >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)} is out of range")
+
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        if getattr(self, name) not in choices:
+            value = getattr(self, name)
+            raise UserError(f"unknown {name.replace('_', '-')} {value!r}; choose one of: {', '.join(choices)}")
+
+    @property
+    def lr_gamma(self) -> float:
+        """ExponentialLR gamma = 0.1 ** (1 / epochs) (spec), stepped once per epoch."""
+        return 0.1 ** (1.0 / self.epochs)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sample_epochs"] = list(self.sample_epochs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Recipe:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["sample_epochs"] = tuple(d.get("sample_epochs", ()))
+        return cls(**d)
+
+
+def _spec(model: str, objective: str) -> Recipe:
+    if model == "denoiser":
+        return Recipe(model, "ddpm", "spec", epochs=5, batch_size=256, lr=1e-4, lr_schedule="constant",
+                      width=128, sample_epochs=(1, 5))
+    if objective == "flow":
+        return Recipe(model, "flow", "spec", epochs=10, batch_size=64, lr=1e-2, width=64, sample_epochs=(1, 5, 10))
+    return Recipe(model, "ddpm", "spec", epochs=20, batch_size=128, lr=1e-3, width=64, sample_epochs=(5, 20))
+
+
+def _default(model: str, objective: str) -> Recipe:
+    base = _spec(model, objective)
+    if model == "denoiser":
+        return replace(base, recipe="default")
+    return replace(base, recipe="default", ema_decay=0.999)
+
+
+def make_recipe(model: str, objective: str = "ddpm", recipe: str = "default", **overrides: object) -> Recipe:
+    """The named recipe for a model and objective, with command-line overrides (None = keep)."""
+    if recipe not in RECIPES:
+        raise UserError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+    if model not in MODELS:
+        raise UserError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+    if objective not in OBJECTIVES:
+        raise UserError(f"unknown objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+    base = (_spec if recipe == "spec" else _default)(model, objective)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in changes and "sample_epochs" not in changes:
+        e = int(changes["epochs"])  # keep the asked-for epochs that still exist, and always the last
+        changes["sample_epochs"] = tuple(sorted({s for s in base.sample_epochs if s < e} | {e}))
+    return replace(base, **changes)
