@@ -142,18 +142,17 @@ def main() -> None:
     except KeyboardInterrupt:
         print("fundiff: interrupted; rerun with --resume to continue", file=sys.stderr)
         sys.exit(130)
-    except Exception as e:  # click's own usage errors
-        import click
-
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.ClickException):
-            print(f"fundiff: error: {e.format_message()}", file=sys.stderr)
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Abort):
+    except Exception as e:  # click's (or typer's vendored click's) own usage errors, by duck type
+        name = type(e).__name__
+        if name == "Exit":
+            sys.exit(getattr(e, "exit_code", 0))
+        if name == "Abort":
             sys.exit(130)
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            if e.format_message():
+                print(f"fundiff: error: {e.format_message()}", file=sys.stderr)
+            sys.exit(2)
         raise
-
 
 if __name__ == "__main__":
     main()
