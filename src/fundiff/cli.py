@@ -63,6 +63,7 @@ def sample(
     epoch: Annotated[int | None, Opt(help="use the weights saved after this epoch")] = None,
     seed: Annotated[int, Opt()] = 0,
     gif: Annotated[bool, Opt("--gif", help="also write a GIF of the trajectory")] = False,
+    clip: Annotated[bool | None, Opt("--clip/--no-clip", help="clamp x0_hat to [0, 1] (default: recipe)")] = None,
     out: Annotated[Path | None, Opt(help="output directory (default RUN_DIR/sample-...)")] = None,
     device: Annotated[str, Opt()] = "auto",
 ) -> None:
@@ -70,7 +71,7 @@ def sample(
     from fundiff.commands.sample import run_sample
 
     run_sample(run_dir, _int_list(classes, "--classes"), per_class, guidance, sampler, steps, epoch, seed, gif,
-               out, device)
+               out, device, clip)
 
 
 @app.command()
@@ -83,12 +84,13 @@ def evaluate(
     epoch: Annotated[int | None, Opt()] = None,
     seed: Annotated[int, Opt()] = 0,
     judge: Annotated[Path | None, Opt(help="judge weights (default: trained on the run's data if missing)")] = None,
+    clip: Annotated[bool | None, Opt("--clip/--no-clip", help="clamp x0_hat to [0, 1] (default: recipe)")] = None,
     device: Annotated[str, Opt()] = "auto",
 ) -> None:
     """Judge accuracy (per class, overall) and Frechet distance vs held-out digits, with the real-vs-real baseline."""
     from fundiff.commands.evaluate import run_evaluate
 
-    run_evaluate(run_dir, per_class, guidance, sampler, steps, epoch, seed, judge, device)
+    run_evaluate(run_dir, per_class, guidance, sampler, steps, epoch, seed, judge, device, clip)
 
 
 @judge_app.command("train")

@@ -52,7 +52,7 @@ def _judge_for(data: str, data_source: str, judge: Path | None):
 
 
 def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, steps: int | None, epoch: int | None,
-                 seed: int, judge: Path | None, device: str) -> dict:
+                 seed: int, judge: Path | None, device: str, clip: bool | None = None) -> dict:
     info = read_run(run_dir)
     net, recipe, ep = load_model(run_dir, epoch, pick_device(device))
     if recipe.model != "class":
@@ -65,7 +65,7 @@ def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, s
     judge_net, judge_info, judge_path = _judge_for(recipe.data, digits.source, judge)
     labels = class_grid_labels(list(range(10)), per_class)
     t0 = time.perf_counter()
-    x = sample_images(net, recipe, labels, len(labels), guidance, sampler, steps, seed, desc="evaluate")
+    x = sample_images(net, recipe, labels, len(labels), guidance, sampler, steps, seed, desc="evaluate", clip=clip)
     seconds = time.perf_counter() - t0
     name = f"eval-e{ep}-{sampler if recipe.objective == 'ddpm' else 'euler'}-{steps or 'full'}-g{guidance:g}-s{seed}"
     out = Path(run_dir) / name
@@ -73,6 +73,7 @@ def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, s
         "run": str(run_dir), "epoch": ep, "sampler": sampler if recipe.objective == "ddpm" else "euler",
         "steps": steps or (50 if sampler == "ddim" and recipe.objective == "ddpm" else recipe.T),
         "guidance": guidance, "seed": seed, "per_class": per_class,
+        "clip_x0": recipe.clip_x0 if clip is None else clip,
         "accuracy": accuracy_table(judge_net, x, labels),
         **frechet_report(judge_net, x, train, held, per_class),
         "sampling_seconds": round(seconds, 1), "judge": {"path": str(judge_path), **judge_info},

@@ -19,7 +19,8 @@ from fundiff.viz import save_gif, save_grid
 
 
 def sample_images(net: UNet, recipe: Recipe, labels: torch.Tensor | None, n: int, guidance: float, sampler: str,
-                  steps: int | None, seed: int, frames: list | None = None, desc: str = "sample") -> torch.Tensor:
+                  steps: int | None, seed: int, frames: list | None = None, desc: str = "sample",
+                  clip: bool | None = None) -> torch.Tensor:
     """Generate with a progress bar; collect ~60 trajectory frames into ``frames`` when given."""
     total = steps or (50 if sampler == "ddim" and recipe.objective == "ddpm" else recipe.T)
     every = max(1, total // 60)
@@ -30,7 +31,7 @@ def sample_images(net: UNet, recipe: Recipe, labels: torch.Tensor | None, n: int
         if frames is not None and (d["i"] % every == 0 or d["i"] == total - 1):
             frames.append(d["x"].clamp(0, 1).cpu())
 
-    x = generate(net, recipe, n, labels, guidance, sampler, steps, seed, callback)
+    x = generate(net, recipe, n, labels, guidance, sampler, steps, seed, callback, clip)
     bar.close()
     return x.clamp(0, 1).cpu()
 
@@ -61,7 +62,8 @@ def save_npz(path: Path, images: torch.Tensor, labels: torch.Tensor | None) -> N
 
 
 def run_sample(run_dir: Path, classes: list[int], per_class: int, guidance: float, sampler: str, steps: int | None,
-               epoch: int | None, seed: int, gif: bool, out: Path | None, device: str) -> Path:
+               epoch: int | None, seed: int, gif: bool, out: Path | None, device: str,
+               clip: bool | None = None) -> Path:
     net, recipe, ep = load_model(run_dir, epoch, pick_device(device))
     check_sampling_args(recipe, classes, per_class, guidance, steps)
     is_class = recipe.model == "class"
@@ -70,7 +72,7 @@ def run_sample(run_dir: Path, classes: list[int], per_class: int, guidance: floa
     name = f"sample-e{ep}-{sampler if recipe.objective == 'ddpm' else 'euler'}-{steps or 'full'}-g{guidance:g}-s{seed}"
     out = Path(out) if out is not None else (Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent) / name
     frames: list = [] if gif else None
-    x = sample_images(net, recipe, labels, n, guidance, sampler, steps, seed, frames)
+    x = sample_images(net, recipe, labels, n, guidance, sampler, steps, seed, frames, clip=clip)
     nrow = len(classes) if is_class else 10
     save_grid(x, out / "samples.png", nrow=nrow)
     save_npz(out / "samples.npz", x, labels)
@@ -79,6 +81,7 @@ def run_sample(run_dir: Path, classes: list[int], per_class: int, guidance: floa
     write_json(out / "sample.json", {
         "model": str(run_dir), "epoch": ep, "recipe": recipe.to_dict(), "classes": classes if is_class else None,
         "per_class": per_class, "guidance": guidance if is_class else None, "sampler": sampler
-        if recipe.objective == "ddpm" else "euler", "steps": steps, "seed": seed, "versions": versions()})
+        if recipe.objective == "ddpm" else "euler", "steps": steps, "seed": seed,
+        "clip_x0": recipe.clip_x0 if clip is None else clip, "versions": versions()})
     typer.echo(f"wrote {out}/samples.png, samples.npz{', samples.gif' if gif else ''}")
     return out

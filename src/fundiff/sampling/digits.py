@@ -33,11 +33,12 @@ def guided_denoiser(net: UNet, schedule: Schedule | None, labels: torch.Tensor |
 
 def generate(net: UNet, recipe: Recipe, n: int, labels: torch.Tensor | None = None, guidance: float = 5.0,
              sampler: str = "ddpm", steps: int | None = None, seed: int = 0,
-             callback: Callback | None = None, clip: tuple[float, float] | None = None) -> torch.Tensor:
+             callback: Callback | None = None, clip: bool | None = None) -> torch.Tensor:
     """n samples (n, 1, 28, 28) from x_T ~ N(0, I) drawn with ``seed``.
 
     DDPM uses all T steps unless ``steps`` is given; DDIM uses ``steps`` (default 50); flow models
-    use Euler with ``steps`` (default T).
+    use Euler with ``steps`` (default T). ``clip`` (default: the recipe's ``clip_x0``) clamps x0_hat
+    to the data range [0, 1] at every DDPM/DDIM step.
     """
     if recipe.model == "denoiser":
         raise UserError("a single-step denoiser cannot sample; train a time or class model")
@@ -52,7 +53,8 @@ def generate(net: UNet, recipe: Recipe, n: int, labels: torch.Tensor | None = No
         return euler_loop(eps_fn, x, steps or recipe.T, callback)
     n_steps = steps or (50 if sampler == "ddim" else recipe.T)
     timesteps = evenly_spaced_timesteps(schedule.T, n_steps)
-    return sample_loop(eps_fn, x, timesteps, schedule, g, sampler, "beta", clip, callback)
+    clip_range = (0.0, 1.0) if (recipe.clip_x0 if clip is None else clip) else None
+    return sample_loop(eps_fn, x, timesteps, schedule, g, sampler, "beta", clip_range, callback)
 
 
 def class_grid_labels(classes: list[int], per_class: int) -> torch.Tensor:

@@ -37,6 +37,7 @@ class Recipe:
     p_uncond: float = 0.1
     guidance: float = 5.0
     ema_decay: float = 0.0
+    clip_x0: bool = False
     sample_epochs: tuple[int, ...] = field(default_factory=tuple)
     precision: str = "fp32"
     channels_last: bool = True
@@ -96,7 +97,7 @@ def _default(model: str, objective: str) -> Recipe:
     base = _spec(model, objective)
     if model == "denoiser":
         return replace(base, recipe="default")
-    return replace(base, recipe="default", ema_decay=0.999)
+    return replace(base, recipe="default", ema_decay=0.999, clip_x0=True)
 
 
 def make_recipe(model: str, objective: str = "ddpm", recipe: str = "default", **overrides: object) -> Recipe:
