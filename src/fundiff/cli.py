@@ -21,9 +21,9 @@ Opt = typer.Option
 @app.command()
 def train(
     model: Annotated[str, typer.Argument(help="denoiser | time | class")],
-    recipe: Annotated[str, Opt(help="default (improved) | spec (exactly the spec's)")] = "default",
-    objective: Annotated[str, Opt(help="ddpm | flow")] = "ddpm",
-    data: Annotated[str, Opt(help="mnist | fashion")] = "mnist",
+    recipe: Annotated[str | None, Opt(help="default (improved) | spec (exactly the spec's)")] = None,
+    objective: Annotated[str | None, Opt(help="ddpm | flow  [default: ddpm]")] = None,
+    data: Annotated[str | None, Opt(help="mnist | fashion  [default: mnist]")] = None,
     data_dir: Annotated[Path | None, Opt(help="directory of IDX files (gzipped or not)")] = None,
     download: Annotated[Path | None, Opt(help="download the full set with torchvision into this directory")] = None,
     epochs: Annotated[int | None, Opt()] = None,

@@ -85,6 +85,9 @@ class Trainer:
             diff = {k: (v, getattr(self.recipe, k)) for k, v in saved.to_dict().items()
                     if v != self.recipe.to_dict()[k]}
             raise UserError(f"cannot resume {self.run_dir} with a different recipe: {diff} (saved, asked)")
+        if info["data"]["source"] != self.data_source:
+            raise UserError(f"cannot resume {self.run_dir}: it was trained on {info['data']['source']}, "
+                            f"not {self.data_source}")
         if info["epoch"] == 0:
             return
         ckpt.load_checkpoint(self.run_dir, info["epoch"], self.net, self.ema, self.opt, info["optimizer"])
