@@ -57,7 +57,7 @@ def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, s
     net, recipe, ep = load_model(run_dir, epoch, pick_device(device))
     if recipe.model != "class":
         raise UserError(f"evaluate needs a class-conditioned run; {run_dir} is a {recipe.model} model")
-    check_sampling_args(recipe, list(range(10)), per_class, guidance, steps)
+    check_sampling_args(recipe, list(range(10)), per_class, guidance, steps, sampler)
     digits = load_digits(recipe.data, _data_dir(info))
     if digits.source != info["data"]["source"]:
         raise UserError(f"the run was trained on {info['data']['source']}, but {digits.source} is what loads now")

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from fundiff.errors import UserError
 from fundiff.io import atomic_write, pick_device, versions, write_json
 from fundiff.nets.unet import UNet
-from fundiff.sampling.digits import class_grid_labels, generate
+from fundiff.sampling.digits import SAMPLERS, class_grid_labels, generate
 from fundiff.train.checkpoint import load_model
 from fundiff.train.recipes import Recipe
 from fundiff.viz import save_gif, save_grid
@@ -31,12 +31,17 @@ def sample_images(net: UNet, recipe: Recipe, labels: torch.Tensor | None, n: int
         if frames is not None and (d["i"] % every == 0 or d["i"] == total - 1):
             frames.append(d["x"].clamp(0, 1).cpu())
 
-    x = generate(net, recipe, n, labels, guidance, sampler, steps, seed, callback, clip)
-    bar.close()
+    try:
+        x = generate(net, recipe, n, labels, guidance, sampler, steps, seed, callback, clip)
+    finally:
+        bar.close()
     return x.clamp(0, 1).cpu()
 
 
-def check_sampling_args(recipe: Recipe, classes: list[int], per_class: int, guidance: float, steps: int | None) -> None:
+def check_sampling_args(recipe: Recipe, classes: list[int], per_class: int, guidance: float, steps: int | None,
+                        sampler: str = "ddpm") -> None:
+    if sampler not in SAMPLERS:
+        raise UserError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
     if recipe.model == "denoiser":
         raise UserError("this is a single-step denoiser run; it cannot sample (use fundiff figures)")
     if any(not 0 <= c <= 9 for c in classes):
@@ -65,7 +70,7 @@ def run_sample(run_dir: Path, classes: list[int], per_class: int, guidance: floa
                epoch: int | None, seed: int, gif: bool, out: Path | None, device: str,
                clip: bool | None = None) -> Path:
     net, recipe, ep = load_model(run_dir, epoch, pick_device(device))
-    check_sampling_args(recipe, classes, per_class, guidance, steps)
+    check_sampling_args(recipe, classes, per_class, guidance, steps, sampler)
     is_class = recipe.model == "class"
     labels = class_grid_labels(classes, per_class) if is_class else None
     n = len(classes) * per_class if is_class else 10 * per_class

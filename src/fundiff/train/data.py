@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +51,13 @@ def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (gzipped or not): magic 0x0000 08 NDIM, big-endian dims, uint8 data."""
     try:
         raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"cannot read IDX file {path}: {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
         raise UserError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise UserError(f"{path} is truncated or corrupt: its header is cut short")
     dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     expected = 4 + 4 * ndim + int(np.prod(dims))
     if len(raw) != expected:
@@ -78,6 +81,8 @@ def load_idx_dir(directory: Path, split: str = "train") -> Digits:
 def _to_digits(images: np.ndarray, labels: np.ndarray, source: str) -> Digits:
     x = torch.from_numpy(np.asarray(images, dtype=np.float32).reshape(-1, 1, 28, 28) / 255.0)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64).reshape(-1))
+    if len(y) == 0:
+        raise UserError(f"{source} holds no images")
     if y.min() < 0 or y.max() > 9:
         raise UserError(f"labels of {source} are outside 0-9")
     return Digits(x.clamp(0, 1), y, source)

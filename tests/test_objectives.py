@@ -1,0 +1,142 @@
+"""train/objectives.py and the loop's helpers: each loss is zero for its oracle, EMA, LR schedules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fundiff.nets.unet import UNet, UNetConfig
+from fundiff.schedule import linear_schedule
+from fundiff.train.loop import batch_loss, ema_update, epoch_generator, make_scheduler
+from fundiff.train.objectives import ddpm_loss, denoiser_loss, flow_loss, one_hot_with_dropout
+from fundiff.train.recipes import make_recipe
+
+
+class Stub(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn, self.calls = fn, []
+
+    def forward(self, x, t=None, c=None):
+        self.calls.append((x, t, c))
+        return self.fn(x, t, c)
+
+
+def g(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_ddpm_loss_is_zero_for_the_oracle_of_x0_zero():
+    """With x0 = 0, x_t = sqrt(1 - abar_t) eps, so eps = x_t / sqrt(1 - abar_t) where the net reads
+    abar_t from its time input t / T alone: zero loss only if the time the net sees and the abar
+    used to noise agree (the t = k + 1 convention)."""
+    s = linear_schedule(300)
+
+    def oracle(x, t, c):
+        k = (t * s.T).round().long() - 1
+        return x / (1 - s.abar(k).float()).sqrt().reshape(-1, 1, 1, 1)
+
+    net = Stub(oracle)
+    loss = ddpm_loss(net, torch.zeros(512, 1, 28, 28), None, s, g())
+    assert loss.item() < 1e-10
+    t = net.calls[0][1]
+    assert t.min() >= 1 / 300 - 1e-7 and t.max() <= 1.0
+    assert len(torch.unique(t)) > 200  # t ~ U{1..T}: many distinct values in 512 draws
+
+
+def test_ddpm_loss_target_is_the_noise():
+    """A net answering zeros has loss E[eps^2] = 1."""
+    loss = ddpm_loss(Stub(lambda x, t, c: torch.zeros_like(x)), torch.rand(64, 1, 28, 28), None,
+                     linear_schedule(300), g())
+    assert loss.item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_ddpm_loss_passes_the_class_vector():
+    c = torch.eye(10)[torch.arange(8) % 10]
+    net = Stub(lambda x, t, c: torch.zeros_like(x))
+    ddpm_loss(net, torch.rand(8, 1, 28, 28), c, linear_schedule(300), g())
+    assert net.calls[0][2] is c
+
+
+def test_flow_loss_is_zero_for_the_oracle_of_x1_zero():
+    """x1 = 0: x_t = (1 - t) x0 and the target x1 - x0 = -x_t / (1 - t)."""
+    net = Stub(lambda x, t, c: -x / (1 - t).reshape(-1, 1, 1, 1))
+    loss = flow_loss(net, torch.zeros(256, 1, 28, 28), None, g())
+    assert loss.item() < 1e-8
+    t = net.calls[0][1]
+    assert t.min() >= 0 and t.max() < 1 and t.std() > 0.2  # t ~ U[0, 1]
+
+
+def test_flow_loss_target_is_the_velocity():
+    x1 = torch.full((128, 1, 28, 28), 0.5)
+    loss = flow_loss(Stub(lambda x, t, c: torch.zeros_like(x)), x1, None, g())
+    assert loss.item() == pytest.approx(1.25, abs=0.02)  # E[(x1 - x0)^2] = 0.25 + 1
+
+
+def test_denoiser_loss():
+    x = torch.rand(64, 1, 28, 28)
+    identity = Stub(lambda z, t, c: z)
+    assert denoiser_loss(identity, x, 0.0, False, g()).item() == 0.0
+    assert denoiser_loss(identity, x, 0.5, False, g()).item() == pytest.approx(0.25, abs=0.01)
+    zeros = Stub(lambda z, t, c: torch.zeros_like(z))
+    assert denoiser_loss(zeros, x, 0.5, True, g()).item() == pytest.approx(x.pow(2).mean().item(), rel=1e-5)
+    denoiser_loss(identity, x, 0.5, True, g())
+    assert identity.calls[-1][0].std() == pytest.approx(1.0, abs=0.02)  # pure noise input, no digit
+
+
+def test_one_hot_with_dropout():
+    labels = torch.arange(10_000) % 10
+    c = one_hot_with_dropout(labels, 0.0, g())
+    assert torch.equal(c, torch.eye(10)[labels])
+    c = one_hot_with_dropout(labels, 0.1, g())
+    zero = c.sum(1) == 0
+    assert zero.float().mean().item() == pytest.approx(0.1, abs=0.015)
+    assert torch.equal(c[~zero], torch.eye(10)[labels[~zero]])
+
+
+def test_batch_loss_dispatch_uses_the_right_net_inputs():
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([1, 2, 3, 4])
+    for model, objective, cond in [("denoiser", "ddpm", "none"), ("time", "ddpm", "time"),
+                                   ("class", "flow", "class")]:
+        r = make_recipe(model, objective, width=8)
+        net = Stub(lambda x, t, c: torch.zeros_like(x))
+        batch_loss(net, r, x, y, g())
+        _, t, c = net.calls[0]
+        assert (t is None) == (cond == "none")
+        assert (c is None) == (cond != "class")
+
+
+def test_ema_update_warmup_and_buffers():
+    net, ema = UNet(UNetConfig(width=1)), UNet(UNetConfig(width=1))
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.zero_()
+        for p in net.parameters():
+            p.fill_(1.0)
+        net.first[0][1].running_mean.fill_(3.0)
+    ema_update(ema, net, 0.999, step=1)  # d = min(0.999, 2 / 11)
+    for p in ema.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 1 - 2 / 11))
+    assert torch.equal(ema.first[0][1].running_mean, net.first[0][1].running_mean)
+    ema_update(ema, net, 0.5, step=10**6)  # late: d = decay
+    for p in ema.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 1 - 0.5 * 2 / 11))
+
+
+@pytest.mark.parametrize(("schedule", "final"), [("exponential", 0.1), ("cosine", 0.01), ("constant", 1.0)])
+def test_lr_schedules_over_the_epochs(schedule, final):
+    r = make_recipe("class", epochs=4, lr=1e-3, lr_schedule=schedule)
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=r.lr)
+    sched = make_scheduler(opt, r)
+    for _ in range(4):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * final, rel=1e-6)
+
+
+def test_epoch_generators_are_distinct_and_reproducible():
+    a = torch.randperm(100, generator=epoch_generator(0, 1))
+    assert torch.equal(a, torch.randperm(100, generator=epoch_generator(0, 1)))
+    assert not torch.equal(a, torch.randperm(100, generator=epoch_generator(0, 2)))
+    assert not torch.equal(a, torch.randperm(100, generator=epoch_generator(1, 1)))

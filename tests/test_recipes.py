@@ -1,0 +1,89 @@
+"""train/recipes.py: the spec's recipes exactly, fundiff's defaults, overrides and validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from fundiff.errors import UserError
+from fundiff.train.recipes import Recipe, make_recipe
+
+
+@pytest.mark.parametrize("model", ["time", "class"])
+def test_spec_ddpm_recipe(model):
+    r = make_recipe(model, "ddpm", "spec")
+    assert (r.model, r.objective, r.recipe) == (model, "ddpm", "spec")
+    assert r.batch_size == 128
+    assert r.epochs == 20
+    assert r.width == 64
+    assert r.lr == 1e-3
+    assert r.lr_schedule == "exponential"
+    assert r.lr_gamma == pytest.approx(0.1 ** (1 / 20))
+    assert r.T == 300 and r.beta_start == 1e-4 and r.beta_end == 0.02
+    assert r.p_uncond == 0.1
+    assert r.guidance == 5.0
+    assert r.ema_decay == 0.0
+    assert r.sample_epochs == (5, 20)
+
+
+def test_spec_denoiser_recipe():
+    r = make_recipe("denoiser", "ddpm", "spec")
+    assert (r.batch_size, r.epochs, r.width, r.lr, r.sigma) == (256, 5, 128, 1e-4, 0.5)
+    assert r.lr_schedule == "constant"  # the spec gives the denoiser no scheduler
+    assert r.ema_decay == 0.0 and not r.pure_noise
+    assert r.sample_epochs == (1, 5)
+
+
+@pytest.mark.parametrize("model", ["time", "class"])
+def test_spec_flow_recipe(model):
+    r = make_recipe(model, "flow", "spec")
+    assert (r.batch_size, r.width, r.lr, r.epochs) == (64, 64, 1e-2, 10)
+    assert r.sample_epochs == (1, 5, 10)
+    assert r.lr_schedule == "exponential" and r.lr_gamma == pytest.approx(0.1 ** (1 / 10))
+    assert r.p_uncond == 0.1 and r.guidance == 5.0
+
+
+@pytest.mark.parametrize(("model", "objective"), [("denoiser", "ddpm"), ("time", "ddpm"), ("class", "ddpm"),
+                                                  ("time", "flow"), ("class", "flow")])
+def test_default_recipe_keeps_the_spec_model(model, objective):
+    """fundiff's improved recipe changes training/sampling details, never the model or its maths."""
+    spec, default = make_recipe(model, objective, "spec"), make_recipe(model, objective)
+    assert default.recipe == "default"
+    for k in ("model", "objective", "width", "T", "beta_start", "beta_end", "sigma", "p_uncond", "pure_noise"):
+        assert getattr(default, k) == getattr(spec, k), k
+    if model != "denoiser":
+        assert 0 < default.ema_decay < 1
+
+
+def test_overrides():
+    r = make_recipe("class", "ddpm", "spec", lr=3e-3, epochs=15, lr_schedule="constant", width=None, seed=7)
+    assert (r.lr, r.epochs, r.lr_schedule, r.width, r.seed) == (3e-3, 15, "constant", 64, 7)  # None keeps
+    assert r.lr_gamma == pytest.approx(0.1 ** (1 / 15))
+    # fewer epochs keep the sample epochs that still exist, and always the last one
+    assert r.sample_epochs == (5, 15)
+    assert make_recipe("class", epochs=3).sample_epochs == (3,)
+    assert make_recipe("time", "flow", "spec", epochs=6).sample_epochs == (1, 5, 6)
+    assert make_recipe("class", epochs=3, sample_epochs=(1, 2)).sample_epochs == (1, 2)
+
+
+@pytest.mark.parametrize("kw", [dict(epochs=0), dict(epochs=-1), dict(width=-3), dict(width=0), dict(batch_size=1),
+                                dict(lr=0.0), dict(p_uncond=1.0), dict(ema_decay=1.0), dict(sigma=-0.1),
+                                dict(lr_schedule="step"), dict(precision="fp8"), dict(beta_start=0.5)])
+def test_out_of_range_overrides_are_user_errors(kw):
+    with pytest.raises(UserError):
+        make_recipe("class", **kw)
+
+
+def test_unknown_names_are_user_errors():
+    with pytest.raises(UserError, match="objective"):
+        make_recipe("class", "score")
+    with pytest.raises(UserError, match="model"):
+        make_recipe("unet")
+    with pytest.raises(UserError, match="recipe"):
+        make_recipe("class", "ddpm", "fast")
+
+
+def test_dict_roundtrip_ignores_unknown_keys():
+    r = make_recipe("time", "flow", "spec", seed=3)
+    d = r.to_dict()
+    assert d["sample_epochs"] == [1, 5, 10]
+    assert Recipe.from_dict({**d, "from_the_future": 1}) == r
