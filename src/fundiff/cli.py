@@ -8,12 +8,14 @@ from typing import Annotated
 
 import typer
 
+from fundiff.cli_parta import expand_multi_values, register
 from fundiff.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fun With Diffusion Models: train, sample, edit and evaluate diffusion models.")
 judge_app = typer.Typer(no_args_is_help=True, help="The digit judge (a small classifier) used by evaluate.")
 app.add_typer(judge_app, name="judge")
+register(app)
 
 Opt = typer.Option
 
@@ -64,6 +66,7 @@ def sample(
     seed: Annotated[int, Opt()] = 0,
     gif: Annotated[bool, Opt("--gif", help="also write a GIF of the trajectory")] = False,
     clip: Annotated[bool | None, Opt("--clip/--no-clip", help="clamp x0_hat to [0, 1] (default: recipe)")] = None,
+    precision: Annotated[str | None, Opt(help="fp32 | bf16 autocast for the net (default: the recipe's)")] = None,
     out: Annotated[Path | None, Opt(help="output directory (default RUN_DIR/sample-...)")] = None,
     device: Annotated[str, Opt()] = "auto",
 ) -> None:
@@ -71,7 +74,7 @@ def sample(
     from fundiff.commands.sample import run_sample
 
     run_sample(run_dir, _int_list(classes, "--classes"), per_class, guidance, sampler, steps, epoch, seed, gif,
-               out, device, clip)
+               out, device, clip, precision)
 
 
 @app.command()
@@ -85,12 +88,37 @@ def evaluate(
     seed: Annotated[int, Opt()] = 0,
     judge: Annotated[Path | None, Opt(help="judge weights (default: trained on the run's data if missing)")] = None,
     clip: Annotated[bool | None, Opt("--clip/--no-clip", help="clamp x0_hat to [0, 1] (default: recipe)")] = None,
+    precision: Annotated[str | None, Opt(help="fp32 | bf16 autocast for the net (default: the recipe's)")] = None,
     device: Annotated[str, Opt()] = "auto",
 ) -> None:
     """Judge accuracy (per class, overall) and Frechet distance vs held-out digits, with the real-vs-real baseline."""
     from fundiff.commands.evaluate import run_evaluate
 
-    run_evaluate(run_dir, per_class, guidance, sampler, steps, epoch, seed, judge, device, clip)
+    run_evaluate(run_dir, per_class, guidance, sampler, steps, epoch, seed, judge, device, clip, precision)
+
+
+@app.command("evaluate-parta")
+def evaluate_parta(
+    model: Annotated[str, Opt(help="a class-conditioned digit model: digits (shipped), a run dir or weights")]
+    = "digits",
+    out: Annotated[Path, Opt(help="output directory")] = Path("runs/parta-eval"),
+    pairs: Annotated[int, Opt(help="class pairs for anagrams and hybrids")] = 30,
+    per_pair: Annotated[int, Opt(help="images per pair")] = 4,
+    per_target: Annotated[int, Opt(help="edited real digits per target class")] = 20,
+    hybrid_kernel: Annotated[int, Opt()] = 33,
+    hybrid_sigma: Annotated[float, Opt()] = 2.0,
+    guidance: Annotated[float | None, Opt(help="CFG scale (default: the model's)")] = None,
+    seed: Annotated[int, Opt()] = 0,
+    force: Annotated[bool, Opt("--force")] = False,
+    device: Annotated[str, Opt()] = "auto",
+) -> None:
+    """Judge-measured Part A: class edits, anagrams (flip, rotate_90), hybrids, SDEdit of drawings."""
+    from fundiff.commands.evaluate_parta import run_evaluate_parta
+
+    if min(pairs, per_pair, per_target) < 1:
+        raise UserError("--pairs, --per-pair and --per-target must be at least 1")
+    run_evaluate_parta(model, out, min(pairs, 90), per_pair, per_target, hybrid_sigma, hybrid_kernel, guidance,
+                       seed, force, device)
 
 
 @judge_app.command("train")
@@ -137,7 +165,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 def main() -> None:
     """Entry point: runs the app; a UserError becomes one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
+        app(args=expand_multi_values(sys.argv[1:]), prog_name="fundiff", standalone_mode=False)
     except UserError as e:
         print(f"fundiff: error: {e}", file=sys.stderr)
         sys.exit(2)

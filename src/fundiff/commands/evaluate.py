@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from fundiff.commands.sample import check_sampling_args, sample_images, save_npz
+from fundiff.commands.sample import check_sampling_args, sample_images, save_npz, with_precision
 from fundiff.errors import UserError
 from fundiff.evaluate.judge import load_judge, save_judge, train_judge
 from fundiff.evaluate.metrics import accuracy_table, frechet_report
@@ -40,7 +40,7 @@ def run_judge_train(data: str, data_dir: Path | None, epochs: int, out: Path | N
     return out
 
 
-def _judge_for(data: str, data_source: str, judge: Path | None):
+def judge_for(data: str, data_source: str, judge: Path | None):
     path = Path(judge) if judge is not None else default_judge_path(data)
     if judge is None and not path.exists():
         typer.echo(f"no judge at {path}: training one (about a minute)")
@@ -52,9 +52,11 @@ def _judge_for(data: str, data_source: str, judge: Path | None):
 
 
 def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, steps: int | None, epoch: int | None,
-                 seed: int, judge: Path | None, device: str, clip: bool | None = None) -> dict:
+                 seed: int, judge: Path | None, device: str, clip: bool | None = None,
+                 precision: str | None = None) -> dict:
     info = read_run(run_dir)
     net, recipe, ep = load_model(run_dir, epoch, pick_device(device))
+    recipe = with_precision(recipe, precision)
     if recipe.model != "class":
         raise UserError(f"evaluate needs a class-conditioned run; {run_dir} is a {recipe.model} model")
     check_sampling_args(recipe, list(range(10)), per_class, guidance, steps, sampler)
@@ -62,18 +64,19 @@ def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, s
     if digits.source != info["data"]["source"]:
         raise UserError(f"the run was trained on {info['data']['source']}, but {digits.source} is what loads now")
     train, held = split_holdout(digits, recipe.holdout_per_class)
-    judge_net, judge_info, judge_path = _judge_for(recipe.data, digits.source, judge)
+    judge_net, judge_info, judge_path = judge_for(recipe.data, digits.source, judge)
     labels = class_grid_labels(list(range(10)), per_class)
     t0 = time.perf_counter()
     x = sample_images(net, recipe, labels, len(labels), guidance, sampler, steps, seed, desc="evaluate", clip=clip)
     seconds = time.perf_counter() - t0
-    name = f"eval-e{ep}-{sampler if recipe.objective == 'ddpm' else 'euler'}-{steps or 'full'}-g{guidance:g}-s{seed}"
+    name = (f"eval-e{ep}-{sampler if recipe.objective == 'ddpm' else 'euler'}-{steps or 'full'}-g{guidance:g}"
+            f"-s{seed}-{recipe.precision}")
     out = Path(run_dir) / name
     result = {
         "run": str(run_dir), "epoch": ep, "sampler": sampler if recipe.objective == "ddpm" else "euler",
         "steps": steps or (50 if sampler == "ddim" and recipe.objective == "ddpm" else recipe.T),
         "guidance": guidance, "seed": seed, "per_class": per_class,
-        "clip_x0": recipe.clip_x0 if clip is None else clip,
+        "clip_x0": recipe.clip_x0 if clip is None else clip, "precision": recipe.precision,
         "accuracy": accuracy_table(judge_net, x, labels),
         **frechet_report(judge_net, x, train, held, per_class),
         "sampling_seconds": round(seconds, 1), "judge": {"path": str(judge_path), **judge_info},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,11 @@ def check_sampling_args(recipe: Recipe, classes: list[int], per_class: int, guid
         raise UserError(f"--steps must be in 1..{recipe.T}")
 
 
+def with_precision(recipe: Recipe, precision: str | None) -> Recipe:
+    """The recipe sampling uses: its own precision, or ``precision`` (fp32 | bf16) when given."""
+    return recipe if precision is None else replace(recipe, precision=precision)
+
+
 def save_npz(path: Path, images: torch.Tensor, labels: torch.Tensor | None) -> None:
     """images as uint8 (N, 28, 28) and labels (N,) (-1 for unconditional samples)."""
     u8 = (images[:, 0] * 255).round().to(torch.uint8).numpy()
@@ -68,8 +74,9 @@ def save_npz(path: Path, images: torch.Tensor, labels: torch.Tensor | None) -> N
 
 def run_sample(run_dir: Path, classes: list[int], per_class: int, guidance: float, sampler: str, steps: int | None,
                epoch: int | None, seed: int, gif: bool, out: Path | None, device: str,
-               clip: bool | None = None) -> Path:
+               clip: bool | None = None, precision: str | None = None) -> Path:
     net, recipe, ep = load_model(run_dir, epoch, pick_device(device))
+    recipe = with_precision(recipe, precision)
     check_sampling_args(recipe, classes, per_class, guidance, steps, sampler)
     is_class = recipe.model == "class"
     labels = class_grid_labels(classes, per_class) if is_class else None

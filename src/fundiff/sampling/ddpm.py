@@ -11,6 +11,8 @@ from fundiff.schedule import Schedule
 
 VARIANCES = ("beta", "posterior", "learned")
 Callback = Callable[[dict], None]
+Projection = Callable[[torch.Tensor, int], torch.Tensor]
+"""project(x_t', k') -> x_t': applied after every step (k' = -1 is the clean image), e.g. inpainting."""
 
 
 def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
@@ -70,12 +72,14 @@ def ddim_update(x_t: torch.Tensor, pred: Prediction, abar_t: torch.Tensor, abar_
 
 def sample_loop(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], schedule: Schedule,
                 generator: torch.Generator | None = None, sampler: str = "ddpm", variance: str = "beta",
-                clip: tuple[float, float] | None = None, callback: Callback | None = None) -> torch.Tensor:
+                clip: tuple[float, float] | None = None, callback: Callback | None = None,
+                project: Projection | None = None) -> torch.Tensor:
     """Run x from timesteps[0] down through timesteps (descending) to a clean image.
 
     Each step goes from k to the next entry (or to the clean image after the last). The noise z is
-    drawn on the CPU from ``generator`` so a seed gives the same image on any device.
-    ``callback`` gets {"i", "k", "x", "x0_hat"} after every step.
+    drawn on the CPU from ``generator`` so a seed gives the same image on any device. ``project``
+    (if given) maps each new x_t' before the next step; ``callback`` gets {"i", "k", "k_prev", "x",
+    "x0_hat"} after every step.
     """
     ks = list(timesteps) + [-1]
     for i, (k, k_prev) in enumerate(zip(ks[:-1], ks[1:])):
@@ -86,8 +90,10 @@ def sample_loop(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], schedu
         else:
             noise = None if k_prev < 0 else torch.randn(x.shape, generator=generator).to(x.device)
             x, x0_hat = ddpm_update(x, pred, abar_t, abar_prev, noise, variance, clip)
+        if project is not None:
+            x = project(x, k_prev)
         if callback is not None:
-            callback({"i": i, "k": k, "x": x, "x0_hat": x0_hat})
+            callback({"i": i, "k": k, "k_prev": k_prev, "x": x, "x0_hat": x0_hat})
     return x
 
 

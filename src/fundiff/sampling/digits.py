@@ -21,14 +21,15 @@ def recipe_schedule(recipe: Recipe) -> Schedule | None:
     return None if recipe.objective == "flow" else linear_schedule(recipe.T, recipe.beta_start, recipe.beta_end)
 
 
-def guided_denoiser(net: UNet, schedule: Schedule | None, labels: torch.Tensor | None, guidance: float) -> EpsFn:
+def guided_denoiser(net: UNet, schedule: Schedule | None, labels: torch.Tensor | None, guidance: float,
+                    precision: str = "fp32") -> EpsFn:
     """The class net with CFG (eps_u from the null class); time-only nets are used as they are."""
     if net.config.conditioning != "class" or labels is None:
-        return unet_denoiser(net, schedule, None)
-    cond = unet_denoiser(net, schedule, labels)
+        return unet_denoiser(net, schedule, None, precision)
+    cond = unet_denoiser(net, schedule, labels, precision)
     if guidance == 1.0:
         return cond
-    return cfg(cond, unet_denoiser(net, schedule, None), guidance)
+    return cfg(cond, unet_denoiser(net, schedule, None, precision), guidance)
 
 
 def generate(net: UNet, recipe: Recipe, n: int, labels: torch.Tensor | None = None, guidance: float = 5.0,
@@ -48,7 +49,8 @@ def generate(net: UNet, recipe: Recipe, n: int, labels: torch.Tensor | None = No
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((n, 1, 28, 28), generator=g).to(device)
     schedule = recipe_schedule(recipe)
-    eps_fn = guided_denoiser(net, schedule, labels.to(device) if labels is not None else None, guidance)
+    eps_fn = guided_denoiser(net, schedule, labels.to(device) if labels is not None else None, guidance,
+                             recipe.precision)
     if schedule is None:
         return euler_loop(eps_fn, x, steps or recipe.T, callback)
     n_steps = steps or (50 if sampler == "ddim" else recipe.T)

@@ -94,10 +94,19 @@ def _spec(model: str, objective: str) -> Recipe:
 
 
 def _default(model: str, objective: str) -> Recipe:
-    base = _spec(model, objective)
+    """fundiff's recipe for a small data set on a CPU (measurements in the README).
+
+    Every model trains under bf16 autocast (4.6x the fp32 images/s of the spec's width-64 net on
+    this 2-core CPU). Time and class nets sample from an EMA of the weights (decay 0.999). DDPM
+    nets also take batch 64 and 30 epochs (more steps on the small set) and clamp x0_hat to the
+    data range [0, 1] while sampling. The nets and the maths stay the spec's.
+    """
+    base = replace(_spec(model, objective), recipe="default", precision="bf16")
     if model == "denoiser":
-        return replace(base, recipe="default")
-    return replace(base, recipe="default", ema_decay=0.999, clip_x0=True)
+        return base
+    if objective == "flow":
+        return replace(base, ema_decay=0.999)
+    return replace(base, batch_size=64, epochs=30, ema_decay=0.999, clip_x0=True, sample_epochs=(5, 20, 30))
 
 
 def make_recipe(model: str, objective: str = "ddpm", recipe: str = "default", **overrides: object) -> Recipe:

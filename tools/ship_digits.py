@@ -1,0 +1,43 @@
+"""Store a trained class-conditioned digit run inside the package as the shipped ``--model digits``.
+
+    python tools/ship_digits.py RUN_DIR [EVAL_JSON ...]
+
+Writes src/fundiff/assets/digits.safetensors (the run's last sampling weights, the EMA, in fp16:
+about 4 MB) and digits.json (the card: recipe, the command that trained it, data, training time,
+and the measured numbers of the given eval.json files).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from fundiff.io import write_json
+from fundiff.train.checkpoint import available_epochs, read_run, read_weights, save_weights, weights_path
+
+ASSETS = Path(__file__).resolve().parents[1] / "src" / "fundiff" / "assets"
+KEEP = ("sampler", "steps", "guidance", "per_class", "precision", "accuracy", "frechet", "frechet_real_vs_real",
+        "ratio", "sampling_seconds")
+
+
+def main(run_dir: Path, evals: list[Path]) -> None:
+    info = read_run(run_dir)
+    epoch = available_epochs(run_dir)[-1]
+    state, recipe, _ = read_weights(weights_path(run_dir, epoch))
+    save_weights(ASSETS / "digits.safetensors", state, recipe, epoch, dtype=torch.float16)
+    card = {
+        "name": "digits", "what": "class-conditioned DDPM UNet (spec Part B) on MNIST digits, EMA weights in fp16",
+        "command": "fundiff train class", "recipe": recipe.to_dict(), "epoch": epoch, "data": info["data"],
+        "training_seconds": round(sum(h["seconds"] for h in info["history"]), 1),
+        "last_epoch_mean_loss": round(info["history"][-1]["mean_loss"], 4), "versions": info["versions"],
+        "evaluations": [{k: json.loads(p.read_text())[k] for k in KEEP} for p in evals],
+    }
+    write_json(ASSETS / "digits.json", card)
+    print(f"wrote {ASSETS / 'digits.safetensors'} ({(ASSETS / 'digits.safetensors').stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]])
