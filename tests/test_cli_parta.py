@@ -29,7 +29,7 @@ def images(tmp_path_factory, digits) -> dict[str, Path]:
     mask = np.zeros((28, 28), np.uint8)
     mask[:12] = 255
     Image.fromarray(mask).save(paths["mask"])
-    Image.fromarray((mask // 2)).save(paths["grey_mask"])
+    Image.fromarray(mask // 2).save(paths["grey_mask"])
     Image.fromarray(np.full((10, 10), 255, np.uint8)).save(paths["small_mask"])
     (d / "not_an_image.png").write_text("hello")
     paths["broken"] = d / "not_an_image.png"
