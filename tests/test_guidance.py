@@ -47,3 +47,30 @@ def test_guidance_passes_x_and_k_to_both_models():
     assert sorted(c[0] for c in calls) == ["c", "u"]
     for _, x_t, k in calls:
         assert x_t is X and k is K
+
+
+def test_limited_interval_guides_only_where_active():
+    from fundiff.sampling.guidance import limited_interval
+
+    guided = cfg(cond, uncond, 5.0)
+    fn = limited_interval(guided, cond, lambda k: int(k[0]) >= 150)
+    torch.testing.assert_close(fn(X, torch.tensor([200, 200])).eps, guided(X, K).eps)
+    torch.testing.assert_close(fn(X, torch.tensor([100, 100])).eps, cond(X, K).eps)
+
+
+def test_digit_guidance_interval_maps_k_to_the_noise_level():
+    """DDPM: level t / T = (k + 1) / T; the unconditional net is called only inside the interval."""
+    from fundiff.nets.unet import UNet, UNetConfig
+    from fundiff.sampling.digits import guided_denoiser
+    from fundiff.schedule import linear_schedule
+
+    net = UNet(UNetConfig(8, "class")).eval()
+    calls = []
+    net.register_forward_hook(lambda m, inp, out: calls.append(bool(inp[2].abs().sum() == 0)))
+    fn = guided_denoiser(net, linear_schedule(300), torch.tensor([3]), 5.0, interval=(0.5, 1.0))
+    x = torch.randn(1, 1, 28, 28)
+    fn(x, torch.tensor([149]))  # t / T = 150 / 300 = 0.5: guided -> conditional and null calls
+    assert calls == [False, True]
+    calls.clear()
+    fn(x, torch.tensor([148]))  # 149 / 300 < 0.5: the conditional estimate alone
+    assert calls == [False]

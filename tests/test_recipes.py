@@ -50,8 +50,18 @@ def test_default_recipe_keeps_the_spec_model(model, objective):
     assert default.recipe == "default"
     for k in ("model", "objective", "width", "T", "beta_start", "beta_end", "sigma", "p_uncond", "pure_noise"):
         assert getattr(default, k) == getattr(spec, k), k
-    if model != "denoiser":
-        assert 0 < default.ema_decay < 1
+    assert default.precision == "bf16" and spec.precision == "fp32"
+    assert spec.guidance_interval == (0.0, 1.0), "the spec's CFG applies at every step"
+    if objective == "ddpm" and model != "denoiser":
+        assert default.clip_x0 and default.guidance_interval == (0.5, 1.0)
+
+
+def test_guidance_interval_round_trips_and_is_checked():
+    r = make_recipe("class", guidance_interval=(0.3, 0.9))
+    assert Recipe.from_dict(r.to_dict()) == r
+    for bad in ((0.5, 0.5), (-0.1, 1.0), (0.2, 1.1)):
+        with pytest.raises(UserError, match="guidance-interval"):
+            make_recipe("class", guidance_interval=bad)
 
 
 def test_overrides():

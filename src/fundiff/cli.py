@@ -40,6 +40,8 @@ def train(
     sample_epochs: Annotated[str | None, Opt(help="epochs that get weights and a sample grid, e.g. 1,5,20")] = None,
     seed: Annotated[int | None, Opt()] = None,
     precision: Annotated[str | None, Opt(help="fp32 | bf16 (autocast)")] = None,
+    guidance_interval: Annotated[str | None, Opt(help="noise levels t/T where CFG applies when sampling, "
+                                                 "e.g. 0.5,1")] = None,
     out: Annotated[Path | None, Opt(help="run directory (default runs/MODEL-OBJECTIVE-RECIPE)")] = None,
     resume: Annotated[bool, Opt("--resume", help="continue a run in --out")] = False,
     device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
@@ -49,7 +51,7 @@ def train(
 
     overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, width=width,
                      ema_decay=ema_decay, p_uncond=p_uncond, sigma=sigma, seed=seed, precision=precision,
-                     data=data, pure_noise=pure_noise or None,
+                     data=data, pure_noise=pure_noise or None, guidance_interval=_interval(guidance_interval),
                      sample_epochs=_int_list(sample_epochs, "--sample-epochs") if sample_epochs else None)
     run_train(model, objective, recipe, overrides, data_dir, download, out, resume, device)
 
@@ -67,6 +69,8 @@ def sample(
     gif: Annotated[bool, Opt("--gif", help="also write a GIF of the trajectory")] = False,
     clip: Annotated[bool | None, Opt("--clip/--no-clip", help="clamp x0_hat to [0, 1] (default: recipe)")] = None,
     precision: Annotated[str | None, Opt(help="fp32 | bf16 autocast for the net (default: the recipe's)")] = None,
+    guidance_interval: Annotated[str | None, Opt(help="noise levels t/T where CFG applies, e.g. 0.5,1 "
+                                                 "(default: the recipe's)")] = None,
     out: Annotated[Path | None, Opt(help="output directory (default RUN_DIR/sample-...)")] = None,
     device: Annotated[str, Opt()] = "auto",
 ) -> None:
@@ -74,7 +78,7 @@ def sample(
     from fundiff.commands.sample import run_sample
 
     run_sample(run_dir, _int_list(classes, "--classes"), per_class, guidance, sampler, steps, epoch, seed, gif,
-               out, device, clip, precision)
+               out, device, clip, precision, _interval(guidance_interval))
 
 
 @app.command()
@@ -89,12 +93,15 @@ def evaluate(
     judge: Annotated[Path | None, Opt(help="judge weights (default: trained on the run's data if missing)")] = None,
     clip: Annotated[bool | None, Opt("--clip/--no-clip", help="clamp x0_hat to [0, 1] (default: recipe)")] = None,
     precision: Annotated[str | None, Opt(help="fp32 | bf16 autocast for the net (default: the recipe's)")] = None,
+    guidance_interval: Annotated[str | None, Opt(help="noise levels t/T where CFG applies, e.g. 0.5,1 "
+                                                 "(default: the recipe's)")] = None,
     device: Annotated[str, Opt()] = "auto",
 ) -> None:
     """Judge accuracy (per class, overall) and Frechet distance vs held-out digits, with the real-vs-real baseline."""
     from fundiff.commands.evaluate import run_evaluate
 
-    run_evaluate(run_dir, per_class, guidance, sampler, steps, epoch, seed, judge, device, clip, precision)
+    run_evaluate(run_dir, per_class, guidance, sampler, steps, epoch, seed, judge, device, clip, precision,
+                 _interval(guidance_interval))
 
 
 @app.command("evaluate-parta")
@@ -148,6 +155,19 @@ def figures(
     from fundiff.commands.figures import run_figures
 
     run_figures(runs, out, sampler, steps, seed, device)
+
+
+def _interval(text: str | None) -> tuple[float, float] | None:
+    """'0.5,1' -> (0.5, 1.0); None stays None."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--guidance-interval {text!r} is not two numbers like 0.5,1") from None
+    if not 0 <= lo < hi <= 1:
+        raise UserError(f"--guidance-interval {text!r} must satisfy 0 <= low < high <= 1")
+    return lo, hi
 
 
 def _int_list(text: str, flag: str) -> list[int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from fundiff.commands.sample import check_sampling_args, sample_images, save_npz, with_precision
+from fundiff.commands.sample import check_sampling_args, sample_images, sampling_recipe, save_npz
 from fundiff.errors import UserError
 from fundiff.evaluate.judge import load_judge, save_judge, train_judge
 from fundiff.evaluate.metrics import accuracy_table, frechet_report
@@ -53,10 +53,10 @@ def judge_for(data: str, data_source: str, judge: Path | None):
 
 def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, steps: int | None, epoch: int | None,
                  seed: int, judge: Path | None, device: str, clip: bool | None = None,
-                 precision: str | None = None) -> dict:
+                 precision: str | None = None, interval: tuple[float, float] | None = None) -> dict:
     info = read_run(run_dir)
     net, recipe, ep = load_model(run_dir, epoch, pick_device(device))
-    recipe = with_precision(recipe, precision)
+    recipe = sampling_recipe(recipe, precision, interval)
     if recipe.model != "class":
         raise UserError(f"evaluate needs a class-conditioned run; {run_dir} is a {recipe.model} model")
     check_sampling_args(recipe, list(range(10)), per_class, guidance, steps, sampler)
@@ -70,13 +70,14 @@ def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, s
     x = sample_images(net, recipe, labels, len(labels), guidance, sampler, steps, seed, desc="evaluate", clip=clip)
     seconds = time.perf_counter() - t0
     name = (f"eval-e{ep}-{sampler if recipe.objective == 'ddpm' else 'euler'}-{steps or 'full'}-g{guidance:g}"
-            f"-s{seed}-{recipe.precision}")
+            f"-s{seed}-{recipe.precision}-gi{recipe.guidance_interval[0]:g}-{recipe.guidance_interval[1]:g}")
     out = Path(run_dir) / name
     result = {
         "run": str(run_dir), "epoch": ep, "sampler": sampler if recipe.objective == "ddpm" else "euler",
         "steps": steps or (50 if sampler == "ddim" and recipe.objective == "ddpm" else recipe.T),
         "guidance": guidance, "seed": seed, "per_class": per_class,
         "clip_x0": recipe.clip_x0 if clip is None else clip, "precision": recipe.precision,
+        "guidance_interval": list(recipe.guidance_interval),
         "accuracy": accuracy_table(judge_net, x, labels),
         **frechet_report(judge_net, x, train, held, per_class),
         "sampling_seconds": round(seconds, 1), "judge": {"path": str(judge_path), **judge_info},

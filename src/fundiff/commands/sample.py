@@ -55,9 +55,11 @@ def check_sampling_args(recipe: Recipe, classes: list[int], per_class: int, guid
         raise UserError(f"--steps must be in 1..{recipe.T}")
 
 
-def with_precision(recipe: Recipe, precision: str | None) -> Recipe:
-    """The recipe sampling uses: its own precision, or ``precision`` (fp32 | bf16) when given."""
-    return recipe if precision is None else replace(recipe, precision=precision)
+def sampling_recipe(recipe: Recipe, precision: str | None = None,
+                    interval: tuple[float, float] | None = None) -> Recipe:
+    """The recipe sampling uses: its own precision and guidance interval unless others are given."""
+    changes = {k: v for k, v in (("precision", precision), ("guidance_interval", interval)) if v is not None}
+    return replace(recipe, **changes)
 
 
 def save_npz(path: Path, images: torch.Tensor, labels: torch.Tensor | None) -> None:
@@ -74,9 +76,10 @@ def save_npz(path: Path, images: torch.Tensor, labels: torch.Tensor | None) -> N
 
 def run_sample(run_dir: Path, classes: list[int], per_class: int, guidance: float, sampler: str, steps: int | None,
                epoch: int | None, seed: int, gif: bool, out: Path | None, device: str,
-               clip: bool | None = None, precision: str | None = None) -> Path:
+               clip: bool | None = None, precision: str | None = None,
+               interval: tuple[float, float] | None = None) -> Path:
     net, recipe, ep = load_model(run_dir, epoch, pick_device(device))
-    recipe = with_precision(recipe, precision)
+    recipe = sampling_recipe(recipe, precision, interval)
     check_sampling_args(recipe, classes, per_class, guidance, steps, sampler)
     is_class = recipe.model == "class"
     labels = class_grid_labels(classes, per_class) if is_class else None

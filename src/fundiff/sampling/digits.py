@@ -9,7 +9,7 @@ from fundiff.denoisers.fundiff_unet import unet_denoiser
 from fundiff.errors import UserError
 from fundiff.nets.unet import UNet
 from fundiff.sampling.ddpm import Callback, euler_loop, sample_loop
-from fundiff.sampling.guidance import cfg
+from fundiff.sampling.guidance import cfg, limited_interval
 from fundiff.schedule import Schedule, evenly_spaced_timesteps, linear_schedule
 from fundiff.train.recipes import Recipe
 
@@ -22,14 +22,24 @@ def recipe_schedule(recipe: Recipe) -> Schedule | None:
 
 
 def guided_denoiser(net: UNet, schedule: Schedule | None, labels: torch.Tensor | None, guidance: float,
-                    precision: str = "fp32") -> EpsFn:
-    """The class net with CFG (eps_u from the null class); time-only nets are used as they are."""
+                    precision: str = "fp32", interval: tuple[float, float] = (0.0, 1.0)) -> EpsFn:
+    """The class net with CFG (eps_u from the null class), applied where the noise level is in
+    ``interval`` (DDPM: t / T = (k + 1) / T; flow: 1 - t); time-only nets are used as they are."""
     if net.config.conditioning != "class" or labels is None:
         return unet_denoiser(net, schedule, None, precision)
     cond = unet_denoiser(net, schedule, labels, precision)
     if guidance == 1.0:
         return cond
-    return cfg(cond, unet_denoiser(net, schedule, None, precision), guidance)
+    guided = cfg(cond, unet_denoiser(net, schedule, None, precision), guidance)
+    if tuple(interval) == (0.0, 1.0):
+        return guided
+    lo, hi = interval
+
+    def active(k: torch.Tensor) -> bool:
+        level = 1.0 - float(k[0]) if schedule is None else float(k[0] + 1) / schedule.T
+        return lo <= level <= hi
+
+    return limited_interval(guided, cond, active)
 
 
 def generate(net: UNet, recipe: Recipe, n: int, labels: torch.Tensor | None = None, guidance: float = 5.0,
@@ -50,7 +60,7 @@ def generate(net: UNet, recipe: Recipe, n: int, labels: torch.Tensor | None = No
     x = torch.randn((n, 1, 28, 28), generator=g).to(device)
     schedule = recipe_schedule(recipe)
     eps_fn = guided_denoiser(net, schedule, labels.to(device) if labels is not None else None, guidance,
-                             recipe.precision)
+                             recipe.precision, recipe.guidance_interval)
     if schedule is None:
         return euler_loop(eps_fn, x, steps or recipe.T, callback)
     n_steps = steps or (50 if sampler == "ddim" else recipe.T)
