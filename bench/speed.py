@@ -40,8 +40,9 @@ def train_variant(width: int, batch: int, channels_last: bool, bf16: bool):
     return step
 
 
-def sample_variant(width: int, n: int, sampler: str, steps: int, channels_last: bool):
-    recipe = make_recipe("class", width=width)
+def sample_variant(width: int, n: int, sampler: str, steps: int, channels_last: bool, precision: str = "fp32",
+                   interval: tuple[float, float] = (0.0, 1.0)):
+    recipe = make_recipe("class", width=width, precision=precision, guidance_interval=interval)
     net = UNet(UNetConfig(width, "class")).eval()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -81,6 +82,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--samples", type=int, default=20, help="images per sampling batch")
     a = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, width {a.width}")
     train = {
@@ -90,12 +92,15 @@ def main() -> None:
         "bf16 autocast + channels_last": train_variant(a.width, a.batch, True, True),
     }
     report(f"training, batch {a.batch}", measure(train, a.rounds, a.seconds), "fp32")
+    n = a.samples
     sample = {
-        "DDPM-300, fp32": sample_variant(a.width, 20, "ddpm", 300, False),
-        "DDPM-300, channels_last (default)": sample_variant(a.width, 20, "ddpm", 300, True),
-        "DDIM-50, channels_last": sample_variant(a.width, 20, "ddim", 50, True),
+        "DDPM-300, fp32": sample_variant(a.width, n, "ddpm", 300, False),
+        "DDPM-300, channels_last": sample_variant(a.width, n, "ddpm", 300, True),
+        "DDPM-300, channels_last + bf16": sample_variant(a.width, n, "ddpm", 300, True, "bf16"),
+        "DDPM-300, bf16 + interval (default)": sample_variant(a.width, n, "ddpm", 300, True, "bf16", (0.5, 1.0)),
+        "DDIM-50, bf16 + interval": sample_variant(a.width, n, "ddim", 50, True, "bf16", (0.5, 1.0)),
     }
-    report("sampling with CFG (2 net calls a step), 20 images", measure(sample, a.rounds, a.seconds), "DDPM-300, fp32")
+    report(f"sampling with CFG, {n} images", measure(sample, a.rounds, a.seconds), "DDPM-300, fp32")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def test_default_recipe_keeps_the_spec_model(model, objective):
     assert default.precision == "bf16" and spec.precision == "fp32"
     assert spec.guidance_interval == (0.0, 1.0), "the spec's CFG applies at every step"
     if objective == "ddpm" and model != "denoiser":
-        assert default.clip_x0 and default.guidance_interval == (0.5, 1.0)
+        assert default.clip_x0 and default.guidance_interval == (0.5, 0.9)
 
 
 def test_guidance_interval_round_trips_and_is_checked():

@@ -157,6 +157,59 @@ def figures(
     run_figures(runs, out, sampler, steps, seed, device)
 
 
+@app.command()
+def embed(
+    prompts: Annotated[list[str] | None, typer.Argument(help="prompts to embed, e.g. 'a photo of a dog'")] = None,
+    model: Annotated[str, Opt(help="DeepFloyd stage I whose T5 encoder to use: deepfloyd[:NAME] or a local IF dir")]
+    = "deepfloyd",
+    cache: Annotated[Path | None, Opt(help="cache file, .pth (the assignment's format) or .safetensors (default "
+                                      "$FUNDIFF_PROMPT_CACHE or ~/.cache/fundiff/prompt_embeds.pth)")] = None,
+    assignment: Annotated[bool, Opt("--assignment", help="also the assignment's 14 prompts")] = False,
+    merge: Annotated[list[Path] | None, Opt(help="copy another cache file in (either format)")] = None,
+    recompute: Annotated[bool, Opt("--recompute", help="recompute prompts already cached")] = False,
+    dtype: Annotated[str, Opt(help="auto | fp32 | fp16 | bf16 (8-bit on CUDA when bitsandbytes is installed)")]
+    = "auto",
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """DeepFloyd: compute T5 prompt embeddings [1, 77, 4096] into the cache every command reads first."""
+    from fundiff.commands.deepfloyd import run_embed
+
+    run_embed(prompts or [], model, cache, device, dtype, assignment, merge or [], recompute)
+
+
+@app.command()
+def parta(
+    image: Annotated[Path, Opt(help="the test image (the Campanile), any size and format")],
+    own: Annotated[list[Path] | None, Opt(help="images of your own for 1.7, 1.7.2, 1.7.3 (two)")] = None,
+    web: Annotated[Path | None, Opt(help="a web image for 1.7.1")] = None,
+    drawing: Annotated[list[Path] | None, Opt(help="hand-drawn images for 1.7.1 (two)")] = None,
+    model: Annotated[str, Opt(help="deepfloyd[:IF-I-M-v1.0|:IF-I-XL-v1.0] or a local IF stage I directory")]
+    = "deepfloyd",
+    stage_2: Annotated[str | None, Opt("--stage-2", help="deepfloyd:IF-II-L-v1.0 (default), deepfloyd:IF-II-M-v1.0 "
+                                       "or a local directory")] = None,
+    upsample: Annotated[bool, Opt("--upsample/--no-upsample", help="every result through stage II too")] = True,
+    steps_1: Annotated[list[int] | None, Opt("--steps-1", help="Part 0 stage I steps (default 20 50)")] = None,
+    steps_2: Annotated[int | None, Opt("--steps-2", help="stage II steps (default: Part 0 as stage I, else 50)")]
+    = None,
+    stride: Annotated[int, Opt(help="stride of the strided timesteps (spec: 30 -> 990, 960, ..., 0)")] = 30,
+    n: Annotated[int, Opt(help="samples for 1.5 and 1.6")] = 5,
+    seed: Annotated[int, Opt(help="the assignment's seed")] = 180,
+    cache: Annotated[Path | None, Opt(help="prompt-embedding cache (.pth or .safetensors)")] = None,
+    dtype: Annotated[str, Opt(help="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16")] = "auto",
+    offload: Annotated[bool, Opt("--offload", help="model CPU offload (less GPU memory)")] = False,
+    out: Annotated[Path, Opt(help="output folder (rerun to resume)")] = Path("outputs/parta-deepfloyd"),
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """DeepFloyd: every Part A deliverable (0, 1.1-1.9) into one folder, resumable."""
+    from fundiff.commands.deepfloyd import run_parta
+    from fundiff.commands.parta import Common
+    from fundiff.operations import Sampling
+
+    base = Common(model, None, None, None, seed, Sampling(), out, True, device, upsample, stage_2, steps_2, cache,
+                  dtype, offload)
+    run_parta(image, own or [], web, drawing or [], out, base, steps_1 or [20, 50], stride, n)
+
+
 def _interval(text: str | None) -> tuple[float, float] | None:
     """'0.5,1' -> (0.5, 1.0); None stays None."""
     if text is None:

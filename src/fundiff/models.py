@@ -1,5 +1,6 @@
-"""Resolving ``--model``: the digit model fundiff ships, a fundiff run or weights file, or a diffusers
-UNet2DModel directory, each as a :class:`~fundiff.denoisers.base.DiffusionModel`."""
+"""Resolving ``--model``: the digit model fundiff ships, a fundiff run or weights file, DeepFloyd IF stage I
+(``deepfloyd``, ``deepfloyd:NAME``, a local IFPipeline directory), or a diffusers UNet2DModel directory,
+each as a :class:`~fundiff.denoisers.base.DiffusionModel`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 
 from fundiff.denoisers.base import DiffusionModel
+from fundiff.denoisers.deepfloyd import LoadOptions, deepfloyd_model, is_deepfloyd_spec
 from fundiff.denoisers.diffusers_unet import diffusers_unet_model, is_diffusers_dir
 from fundiff.denoisers.fundiff_unet import digit_model
 from fundiff.errors import UserError
@@ -30,8 +32,12 @@ def shipped_card(name: str) -> dict:
     return json.loads(card.read_text()) if card.is_file() else {}
 
 
-def load_diffusion_model(spec: str, device: torch.device | str = "cpu") -> DiffusionModel:
-    """``digits`` (shipped), a fundiff run directory or weights file, or a diffusers model directory."""
+def load_diffusion_model(spec: str, device: torch.device | str = "cpu", *, prompt_cache: Path | None = None,
+                         dtype: str = "auto", offload: bool = False) -> DiffusionModel:
+    """``digits`` (shipped), a fundiff run directory or weights file, DeepFloyd IF, or a diffusers model directory.
+
+    ``prompt_cache``, ``dtype`` (auto | fp32 | fp16 | bf16) and ``offload`` only concern DeepFloyd.
+    """
     if spec in SHIPPED:
         path = shipped_path(spec)
         if not path.is_file():
@@ -42,12 +48,14 @@ def load_diffusion_model(spec: str, device: torch.device | str = "cpu") -> Diffu
         return _fundiff_model(path, str(path), device)
     if path.is_file() and path.suffix == ".safetensors":
         return _fundiff_model(path, str(path), device)
+    if is_deepfloyd_spec(spec):
+        return deepfloyd_model(spec, LoadOptions(str(torch.device(device)), dtype, offload, prompt_cache))
     if path.is_dir() and is_diffusers_dir(path):
         model = diffusers_unet_model(path, device)
         model.info["device"] = str(device)
         return model
-    raise UserError(f"unknown model {spec!r}: use one of {', '.join(SHIPPED)}, a fundiff run directory or "
-                    "weights file, or a diffusers UNet2DModel directory")
+    raise UserError(f"unknown model {spec!r}: use one of {', '.join(SHIPPED)}, deepfloyd[:IF-I-M-v1.0], a fundiff "
+                    "run directory or weights file, or a diffusers UNet2DModel or IFPipeline directory")
 
 
 def _fundiff_model(path: Path, name: str, device: torch.device | str, extra: dict | None = None) -> DiffusionModel:

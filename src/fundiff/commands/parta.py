@@ -3,6 +3,8 @@
 Each command loads ``--model``, runs one function of :mod:`fundiff.operations`, and writes PNGs (single
 images at the model's size, grids enlarged) and ``args.json`` (arguments, seed, sampling, model,
 versions) into a new output directory; an existing non-empty one is refused unless ``--force``.
+With a DeepFloyd model, ``--upsample`` also writes every result through stage II at 256 px
+(:mod:`fundiff.commands.deepfloyd`), and a prompt model given no prompt uses 'a high quality photo'.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import typer
 
 from fundiff import operations as ops
 from fundiff.denoisers.base import Condition, DiffusionModel
+from fundiff.denoisers.deepfloyd import DeepFloydModel
 from fundiff.errors import UserError
 from fundiff.images import box_mask, image_size_of, load_image, load_mask, save_image
 from fundiff.io import pick_device, versions, write_json
 from fundiff.models import load_diffusion_model
+from fundiff.prompts import DEFAULT_PROMPT
 from fundiff.viz import save_gif, save_grid
 
 
@@ -35,14 +39,23 @@ class Common:
     out: Path | None = None
     force: bool = False
     device: str = "auto"
+    upsample: bool = False
+    stage_2: str | None = None
+    steps_2: int | None = None
+    cache: Path | None = None
+    dtype: str = "auto"
+    offload: bool = False
 
 
 def condition_of(model: DiffusionModel, prompt: str | None, class_: int | None) -> Condition:
-    """--prompt or --class (not both), checked against what the model takes."""
+    """--prompt or --class (not both), checked against what the model takes; a prompt model given
+    neither gets the spec's 'a high quality photo' (1.3-1.7)."""
     if prompt is not None and class_ is not None:
         raise UserError("give --prompt or --class, not both")
     if class_ is not None and model.conditioning == "prompt":
         raise UserError(f"model {model.name} takes a text --prompt, not --class")
+    if prompt is None and class_ is None and model.conditioning == "prompt":
+        prompt = DEFAULT_PROMPT
     return model.check_condition(class_ if class_ is not None else prompt)
 
 
@@ -56,8 +69,12 @@ class Run:
             raise UserError(f"--out {self.dir} is a file")
         if self.dir.is_dir() and any(self.dir.iterdir()) and not c.force:
             raise UserError(f"{self.dir} already exists and is not empty; pass --force or another --out")
-        self.model = load_diffusion_model(c.model, pick_device(c.device))
+        self.model = load_diffusion_model(c.model, pick_device(c.device), prompt_cache=c.cache, dtype=c.dtype,
+                                          offload=c.offload)
+        if c.upsample and not isinstance(self.model, DeepFloydModel):
+            raise UserError(f"--upsample runs DeepFloyd's stage II; model {self.model.name} has none")
         self.files: list[str] = []
+        self.stage_2 = None
 
     def scale(self) -> int:
         return max(1, 128 // self.model.image_size)
@@ -74,11 +91,19 @@ class Run:
         save_gif(frames, self.dir / name, nrow=nrow, scale=self.scale(), duration_ms=120)
         self.files.append(name)
 
+    def upsampled(self, stem: str, x: torch.Tensor, condition: Condition = None, **how: object) -> None:
+        """With --upsample: stage II of ``x`` at 256 px as ``{stem}_256*.png`` (see fundiff.commands.deepfloyd)."""
+        if self.common.upsample:
+            from fundiff.commands.deepfloyd import save_upsampled
+
+            save_upsampled(self, stem, x, condition, **how)
+
     def finish(self, **args: object) -> Path:
         c = self.common
+        stage_2 = {"stage_2": self.stage_2.describe(), "steps_2": c.steps_2} if self.stage_2 is not None else {}
         write_json(self.dir / "args.json", {
             "command": self.command, "args": args, "seed": c.seed, "guidance": c.guidance,
-            "sampling": c.sampling.to_dict(), "model": self.model.describe(), "files": self.files,
+            "sampling": c.sampling.to_dict(), "model": self.model.describe(), **stage_2, "files": self.files,
             "versions": versions()})
         typer.echo(f"wrote {len(self.files)} images and args.json to {self.dir}")
         return self.dir
@@ -97,6 +122,7 @@ def run_noise(image: Path, ts: list[int], c: Common) -> Path:
     for k, x in zip(ts, noisy):
         run.image(x, f"noisy_t{k}.png")
     run.grid(torch.cat([x0, *noisy]), "noise.png", nrow=len(ts) + 1)
+    run.upsampled("noisy", x0, image=image, ts=ts)
     return run.finish(image=str(image), t=ts)
 
 
@@ -113,6 +139,8 @@ def run_denoise(image: Path, ts: list[int], method: str, blur: tuple[int, float]
         run.image(res["noisy"], f"noisy_t{k}.png")
         for m in methods:
             run.image(res[m], f"{m}_t{k}.png")
+            if m != "blur":
+                run.upsampled(f"{m}_t{k}", res[m], cond)
         if "iterative" in methods:
             run.grid(res["strip"][:, 0], f"strip_t{k}.png", nrow=len(res["strip"]))
         rows.append(torch.cat([x0, res["noisy"], *(res[m] for m in methods)]))
@@ -136,6 +164,7 @@ def run_generate(n: int, gif: bool, c: Common) -> Path:
     for i in range(n):
         run.image(x[i:i + 1], f"sample_{i:02d}.png")
     run.grid(x, "samples.png", nrow=min(n, 10))
+    run.upsampled("sample", x, cond)
     strip_frames = [run.model.to_unit_range(f.float().cpu()).clamp(0, 1) for f in strip.frames]
     run.grid(torch.stack([*strip_frames, x], 1).flatten(0, 1), "strip.png", nrow=len(strip_frames) + 1)
     if gif:
@@ -152,6 +181,7 @@ def run_edit(image: Path, i_starts: list[int], fit: bool | None, invert: str, c:
     run.image(x0, "input.png")
     for i, x in results.items():
         run.image(x, f"edit_i{i:02d}.png")
+        run.upsampled(f"edit_i{i:02d}", x, cond)
     run.grid(torch.cat([*results.values(), x0]), "edits.png", nrow=len(results) + 1)
     ts = c.sampling.timesteps(run.model.schedule.T)
     return run.finish(image=str(image), i_start=i_starts, t_start=[ts[i] for i in i_starts], fit=fit,
@@ -171,6 +201,7 @@ def run_inpaint(image: Path, mask: Path | None, box: list[int] | None, c: Common
     run.image(m.expand_as(x0), "mask.png")
     run.image(x, "inpainted.png")
     run.grid(torch.cat([x0, m.expand_as(x0), x0 * (1 - m), x]), "comparison.png", nrow=4)
+    run.upsampled("inpainted", x, cond, image=image, mask=m)
     return run.finish(image=str(image), mask=str(mask) if mask else None, box=box, condition=cond,
                       columns=["input", "mask", "kept", "inpainted"])
 
@@ -189,6 +220,7 @@ def run_anagram(prompts: list[str], views: list[str], n: int, c: Common) -> Path
         for i in range(n):
             run.image(img[i:i + 1], f"anagram_{i:02d}_{v}.png")
     run.grid(torch.stack(shown, 1).flatten(0, 1), "anagram.png", nrow=len(views))
+    run.upsampled("anagram", x, conditions=conds, views=views)
     return run.finish(prompts=prompts, conditions=conds, views=views, n=n, columns=views)
 
 
@@ -203,6 +235,7 @@ def run_hybrid(low: str, high: str, mid: str | None, n: int, kernel: int, sigmas
     for i in range(n):
         run.image(x[i:i + 1], f"hybrid_{i:02d}.png")
     run.grid(torch.stack([x, far], 1).flatten(0, 1), "hybrid.png", nrow=2)
+    run.upsampled("hybrid", x, conditions=conds, kernel=kernel, sigmas=sigmas)
     return run.finish(low=low, mid=mid, high=high, conditions=conds, n=n, kernel=kernel, sigmas=sigmas,
                       columns=["hybrid", f"low-pass (sigma {max(sigmas):g}, as seen from far)"])
 
