@@ -23,8 +23,8 @@ from fundiff.train.recipes import make_recipe
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "fundiff" / "assets"
 SAMPLING_ONLY = ("guidance_interval", "clip_x0", "guidance")
 """Recipe fields that change how the net is sampled, never its weights: updated to the current default."""
-KEEP = ("sampler", "steps", "guidance", "guidance_interval", "per_class", "precision", "accuracy", "frechet", "frechet_real_vs_real",
-        "ratio", "sampling_seconds")
+KEEP = ("sampler", "steps", "guidance", "guidance_interval", "per_class", "precision", "accuracy", "frechet",
+        "frechet_real_vs_real", "ratio", "sampling_seconds")
 
 
 def main(run_dir: Path, evals: list[Path]) -> None:
