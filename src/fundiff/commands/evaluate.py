@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from fundiff.commands.sample import check_sampling_args, sample_images, sampling_recipe, save_npz
+from fundiff.commands.sample import check_sampling_args, sample_images, sampling_recipe, save_npz, settings_name
 from fundiff.errors import UserError
 from fundiff.evaluate.judge import load_judge, save_judge, train_judge
 from fundiff.evaluate.metrics import accuracy_table, frechet_report
@@ -69,8 +69,7 @@ def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, s
     t0 = time.perf_counter()
     x = sample_images(net, recipe, labels, len(labels), guidance, sampler, steps, seed, desc="evaluate", clip=clip)
     seconds = time.perf_counter() - t0
-    name = (f"eval-e{ep}-{sampler if recipe.objective == 'ddpm' else 'euler'}-{steps or 'full'}-g{guidance:g}"
-            f"-s{seed}-{recipe.precision}-gi{recipe.guidance_interval[0]:g}-{recipe.guidance_interval[1]:g}")
+    name = settings_name("eval", ep, recipe, sampler, steps, guidance, seed, clip)
     out = Path(run_dir) / name
     result = {
         "run": str(run_dir), "epoch": ep, "sampler": sampler if recipe.objective == "ddpm" else "euler",

@@ -62,6 +62,15 @@ def sampling_recipe(recipe: Recipe, precision: str | None = None,
     return replace(recipe, **changes)
 
 
+def settings_name(prefix: str, epoch: int, recipe: Recipe, sampler: str, steps: int | None, guidance: float,
+                  seed: int, clip: bool | None) -> str:
+    """A directory name that differs whenever a setting that changes the samples differs."""
+    lo, hi = recipe.guidance_interval
+    clipped = recipe.clip_x0 if clip is None else clip
+    return (f"{prefix}-e{epoch}-{sampler if recipe.objective == 'ddpm' else 'euler'}-{steps or 'full'}-g{guidance:g}"
+            f"-s{seed}-{recipe.precision}-gi{lo:g}-{hi:g}{'' if clipped else '-noclip'}")
+
+
 def save_npz(path: Path, images: torch.Tensor, labels: torch.Tensor | None) -> None:
     """images as uint8 (N, 28, 28) and labels (N,) (-1 for unconditional samples)."""
     u8 = (images[:, 0] * 255).round().to(torch.uint8).numpy()
@@ -84,7 +93,7 @@ def run_sample(run_dir: Path, classes: list[int], per_class: int, guidance: floa
     is_class = recipe.model == "class"
     labels = class_grid_labels(classes, per_class) if is_class else None
     n = len(classes) * per_class if is_class else 10 * per_class
-    name = f"sample-e{ep}-{sampler if recipe.objective == 'ddpm' else 'euler'}-{steps or 'full'}-g{guidance:g}-s{seed}"
+    name = settings_name("sample", ep, recipe, sampler, steps, guidance, seed, clip)
     out = Path(out) if out is not None else (Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent) / name
     frames: list = [] if gif else None
     x = sample_images(net, recipe, labels, n, guidance, sampler, steps, seed, frames, clip=clip)
