@@ -113,7 +113,7 @@ def evaluate_parta(
     per_pair: Annotated[int, Opt(help="images per pair")] = 4,
     per_target: Annotated[int, Opt(help="edited real digits per target class")] = 20,
     hybrid_kernel: Annotated[int, Opt()] = 33,
-    hybrid_sigma: Annotated[float, Opt()] = 2.0,
+    hybrid_sigma: Annotated[float, Opt(help="low-pass sigma (1.75 balances the two readings at 28 px)")] = 1.75,
     guidance: Annotated[float | None, Opt(help="CFG scale (default: the model's)")] = None,
     seed: Annotated[int, Opt()] = 0,
     force: Annotated[bool, Opt("--force")] = False,

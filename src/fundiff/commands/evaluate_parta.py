@@ -56,7 +56,7 @@ def run_evaluate_parta(model_name: str, out: Path, pairs: int, per_pair: int, pe
         res[f"anagram_{view}"] = parta.anagram_rate(model, judge, view, cp, per_pair, guidance, seed, s)
     typer.echo(f"hybrids: {len(cp)} pairs x {per_pair}, kernel {hybrid_kernel}, sigma {hybrid_sigma}")
     res["hybrid"] = parta.hybrid_rate(model, judge, cp, per_pair, hybrid_kernel, hybrid_sigma, guidance, seed, s)
-    i_starts = [quarter // 2, quarter, len(ts) // 2]
+    i_starts = [len(ts) - 10, len(ts) - 6, len(ts) - 3]  # light noise: t = 81, 45, 18 of T = 300
     typer.echo(f"drawings: SDEdit from i_start {i_starts}")
     drawn_x, drawn_y = _drawn(out / "drawings", 3)
     res["drawn"] = parta.drawings_rate(model, judge, drawn_x, drawn_y, i_starts, seed, s)

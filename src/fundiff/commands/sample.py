@@ -67,6 +67,7 @@ def settings_name(prefix: str, epoch: int, recipe: Recipe, sampler: str, steps: 
     """A directory name that differs whenever a setting that changes the samples differs."""
     lo, hi = recipe.guidance_interval
     clipped = recipe.clip_x0 if clip is None else clip
+    clipped = clipped or recipe.objective == "flow"  # Euler has no x0_hat to clamp
     return (f"{prefix}-e{epoch}-{sampler if recipe.objective == 'ddpm' else 'euler'}-{steps or 'full'}-g{guidance:g}"
             f"-s{seed}-{recipe.precision}-gi{lo:g}-{hi:g}{'' if clipped else '-noclip'}")
 
