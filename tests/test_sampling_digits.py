@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -53,11 +55,24 @@ def test_clip_keeps_samples_in_the_data_range(class_model):
 
 
 def test_guidance_zero_is_the_unconditional_model(class_model):
+    """With the spec's CFG at every step (interval 0-1), gamma 0 is eps_u throughout."""
     net, recipe = class_model
+    recipe = replace(recipe, guidance_interval=(0.0, 1.0))
     labels = torch.tensor([4, 9])
     uncond = generate(net, recipe, 2, None, 5.0, "ddim", steps=8, seed=1)
     torch.testing.assert_close(generate(net, recipe, 2, labels, 0.0, "ddim", steps=8, seed=1), uncond)
     assert not torch.allclose(generate(net, recipe, 2, labels, 5.0, "ddim", steps=8, seed=1), uncond)
+
+
+def test_guidance_outside_its_interval_has_no_effect(class_model):
+    """With CFG only at t/T in [0.5, 0.9], a step outside it (one DDIM step at t/T = 1) ignores gamma."""
+    net, recipe = class_model
+    recipe = replace(recipe, guidance_interval=(0.5, 0.9))
+    labels = torch.tensor([4, 9])
+    low = [generate(net, recipe, 2, labels, g, "ddim", steps=1, seed=1) for g in (0.0, 5.0)]
+    assert torch.equal(*low), "one DDIM step at k = 299 is t/T = 1.0, outside [0.5, 0.9]"
+    full = replace(recipe, guidance_interval=(0.0, 1.0))
+    assert not torch.equal(*(generate(net, full, 2, labels, g, "ddim", steps=1, seed=1) for g in (0.0, 5.0)))
 
 
 def test_flow_model_samples_with_euler(flow_run):
