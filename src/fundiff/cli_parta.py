@@ -115,7 +115,7 @@ def edit(image: Image,
          clip: Clip = True, out: Out = None, force: Force = False, device: Device = "auto",
          upsample: Upsample = False, stage_2: Stage2 = None, cache: Cache = None, dtype: DType = "auto",
          offload: Offload = False, steps_2: Steps2 = None) -> None:
-    """1.7 SDEdit: noise an image to timesteps[i_start] and denoise it with CFG, for each --i-start."""
+    """1.7 SDEdit: for each --i-start, noise an image to that timestep and denoise it from there with CFG."""
     from fundiff.commands.parta import run_edit
 
     c = _common(model, prompt, class_, guidance, seed, stride, steps, sampler, clip, out, force, device,
