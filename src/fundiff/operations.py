@@ -66,10 +66,14 @@ def run_loop(model: DiffusionModel, eps_fn: EpsFn, x_t: torch.Tensor, timesteps:
              generator: torch.Generator, sampling: Sampling, callback: Callback | None = None,
              project: Projection | None = None) -> torch.Tensor:
     """The sampler over ``timesteps``: learned variance when the model has it, else the posterior's."""
-    variance = "learned" if model.learned_variance else "posterior"
-    clip = model.value_range if sampling.clip else None
-    return sample_loop(eps_fn, x_t, timesteps, model.schedule, generator, sampling.sampler, variance, clip,
-                       callback, project)
+    return sample_loop(eps_fn, x_t, timesteps, model.schedule, generator, callback=callback, project=project,
+                       **_update_args(model, sampling))
+
+
+def _update_args(model: DiffusionModel, sampling: Sampling) -> dict:
+    """sampler, variance (learned when the model has one, else the posterior's) and clip range of a step."""
+    return {"sampler": sampling.sampler, "variance": "learned" if model.learned_variance else "posterior",
+            "clip": model.value_range if sampling.clip else None}
 
 
 def _device(model: DiffusionModel) -> torch.device:
@@ -153,12 +157,8 @@ def edit(model: DiffusionModel, images: torch.Tensor, i_starts: Sequence[int], c
     for i in i_starts:
         edits.check_i_start(timesteps, i)
     eps_fn = guided(model, condition, guidance)
-    results = {}
-    for i in i_starts:
-        g = torch.Generator().manual_seed(seed)
-        x_t = edits.noise_to(x0, timesteps[i], model.schedule, g)
-        results[i] = _out(model, run_loop(model, eps_fn, x_t, timesteps[i:], g, sampling))
-    return results
+    return {i: _out(model, edits.sdedit(eps_fn, x0, timesteps, i, model.schedule, torch.Generator().manual_seed(seed),
+                                        **_update_args(model, sampling))) for i in i_starts}
 
 
 def inpaint(model: DiffusionModel, images: torch.Tensor, mask: torch.Tensor, condition: Condition = None,
@@ -166,7 +166,7 @@ def inpaint(model: DiffusionModel, images: torch.Tensor, mask: torch.Tensor, con
     """Inpainting (spec 1.7.2, RePaint): sample from noise, projecting after every step
     x_t <- m x_t + (1 - m) forward(x_orig, t); outside the mask the result is the original exactly."""
     x0 = _prepare(model, images)
-    m = mask.float().to(x0.device).expand_as(x0[:, :1]).expand_as(x0)
+    m = mask.float().to(x0.device).expand_as(x0)
     if not torch.all((m == 0) | (m == 1)) or m.sum() == 0:
         raise UserError("the mask must be binary (0 or 1) with at least one 1 (where new content goes)")
     g = torch.Generator().manual_seed(seed)

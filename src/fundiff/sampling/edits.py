@@ -41,12 +41,14 @@ def check_i_start(timesteps: Sequence[int], i_start: int) -> None:
 
 
 def iterative_denoise(eps_fn: EpsFn, x_t: torch.Tensor, timesteps: Sequence[int], i_start: int, schedule: Schedule,
-                      generator: torch.Generator, variance: str = "posterior",
+                      generator: torch.Generator, sampler: str = "ddpm", variance: str = "posterior",
                       clip: tuple[float, float] | None = None, callback: Callback | None = None,
                       project: Projection | None = None) -> torch.Tensor:
-    """Iterative denoising (spec 1.4): the strided DDPM update from timesteps[i_start] down to the clean image."""
+    """Iterative denoising (spec 1.4): the strided update (DDPM, or DDIM) from timesteps[i_start] down to the
+    clean image."""
     check_i_start(timesteps, i_start)
-    return sample_loop(eps_fn, x_t, timesteps[i_start:], schedule, generator, "ddpm", variance, clip, callback, project)
+    return sample_loop(eps_fn, x_t, timesteps[i_start:], schedule, generator, sampler, variance, clip, callback,
+                       project)
 
 
 def sdedit(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], i_start: int, schedule: Schedule,
