@@ -158,6 +158,27 @@ def figures(
 
 
 @app.command()
+def report(
+    out: Annotated[Path, Opt(help="report directory: index.html, the runs, the figures, report.log")] = Path("report"),
+    profile: Annotated[str, Opt(help="quick (about 15 min on a 2-core CPU) | spec (the spec's recipes exactly)")]
+    = "quick",
+    data: Annotated[str, Opt(help="mnist | fashion (Part B training data)")] = "mnist",
+    data_dir: Annotated[Path | None, Opt(help="directory of IDX files to train on (gzipped or not)")] = None,
+    deepfloyd: Annotated[str | None, Opt(help="also run Part A on DeepFloyd IF: deepfloyd[:IF-I-M-v1.0] or a local "
+                                         "IF stage I directory")] = None,
+    stage_2: Annotated[str | None, Opt("--stage-2", help="DeepFloyd stage II (default IF-II-L-v1.0)")] = None,
+    prompt_cache: Annotated[Path | None, Opt(help="DeepFloyd prompt-embedding cache (.pth or .safetensors)")] = None,
+    seed: Annotated[int, Opt()] = 0,
+    force: Annotated[bool, Opt("--force", help="rebuild from scratch what an earlier report left in --out")] = False,
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """The whole illustrated write-up: run (or reuse) every Part A and Part B deliverable, write OUT/index.html."""
+    from fundiff.report.build import ReportOptions, run_report
+
+    run_report(ReportOptions(out, profile, data, data_dir, deepfloyd, stage_2, prompt_cache, seed, force, device))
+
+
+@app.command()
 def embed(
     prompts: Annotated[list[str] | None, typer.Argument(help="prompts to embed, e.g. 'a photo of a dog'")] = None,
     model: Annotated[str, Opt(help="DeepFloyd stage I whose T5 encoder to use: deepfloyd[:NAME] or a local IF dir")]
@@ -238,24 +259,34 @@ def _int_list(text: str, flag: str) -> list[int]:
 def main() -> None:
     """Entry point: runs the app; a UserError becomes one line on stderr and exit code 2."""
     try:
-        app(args=expand_multi_values(sys.argv[1:]), prog_name="fundiff", standalone_mode=False)
+        code = app(args=expand_multi_values(sys.argv[1:]), prog_name="fundiff", standalone_mode=False)
     except UserError as e:
         print(f"fundiff: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("fundiff: interrupted; rerun with --resume to continue", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except Exception as e:  # click's (or typer's vendored click's) own usage errors, by duck type
         name = type(e).__name__
         if name == "Exit":
             sys.exit(getattr(e, "exit_code", 0))
         if name == "Abort":
-            sys.exit(130)
+            _interrupted()
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             if e.format_message():
                 print(f"fundiff: error: {e.format_message()}", file=sys.stderr)
             sys.exit(2)
         raise
+    if code == 130:  # typer turns Ctrl-C into exit code 130, returned (not raised) outside standalone mode
+        _interrupted()
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _interrupted() -> None:
+    print("fundiff: interrupted; run the same command again to continue (fundiff train: add --resume)",
+          file=sys.stderr)
+    sys.exit(130)
+
 
 if __name__ == "__main__":
     main()

@@ -89,7 +89,7 @@ def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, s
     typer.echo(f"judge accuracy {acc['overall']:.4f}  per class {acc['per_class']}")
     typer.echo(f"Frechet distance {result['frechet']:.3f}  real-vs-real {result['frechet_real_vs_real']:.3f}  "
                f"ratio {result['ratio']:.2f}  (n={len(x)}; sampling {seconds:.0f} s) -> {out}/eval.json")
-    return result
+    return {**result, "dir": str(out)}
 
 
 def _data_dir(info: dict) -> Path | None:

@@ -1,0 +1,128 @@
+"""``fundiff report``: the stages of a profile, run or reused in order, then the page.
+
+Layout of the report directory::
+
+    index.html, assets/       the page and its KaTeX (no network needed)
+    report.json, report.log   what ran, with which settings, how long; everything the stages printed
+    runs/NAME/                Part B training runs (resumable), their evaluations inside
+    partb/NAME/               Part B figures of each run, and the learning-rate comparison
+    parta/SECTION/            Part A on the shipped digit model, and its judge-measured rates
+    deepfloyd/                Part A on DeepFloyd IF, when --deepfloyd is given and loads
+    .report/stages/*.json     one marker per finished stage (its config and result)
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import typer
+
+from fundiff.errors import UserError
+from fundiff.io import versions, write_json
+from fundiff.report import parta_stages as pa
+from fundiff.report import partb
+from fundiff.report.profiles import Profile, get_profile
+from fundiff.report.runner import Stage, guard_report_dir, run_stages
+
+DATASETS = ("mnist", "fashion")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    out: Path = Path("report")
+    profile: str = "quick"
+    data: str = "mnist"
+    data_dir: Path | None = None
+    deepfloyd: str | None = None
+    stage_2: str | None = None
+    prompt_cache: Path | None = None
+    seed: int = 0
+    force: bool = False
+    device: str = "auto"
+
+    def command(self) -> str:
+        """The command line that rebuilds this report."""
+        parts = ["fundiff report", f"--out {self.out}", f"--profile {self.profile}"]
+        parts += [f"--data {self.data}"] if self.data != "mnist" else []
+        parts += [f"--data-dir {self.data_dir}"] if self.data_dir else []
+        parts += [f"--deepfloyd {self.deepfloyd}"] if self.deepfloyd else []
+        parts += [f"--stage-2 {self.stage_2}"] if self.stage_2 else []
+        parts += [f"--seed {self.seed}"] if self.seed else []
+        return " ".join(parts)
+
+
+def partb_stages(o: ReportOptions, p: Profile) -> list[Stage]:
+    """Judge, then per run: train, figures, and (class runs) evaluation; then the learning-rate comparison."""
+    out, data = Path(o.out), {"data": o.data, "data_dir": str(o.data_dir) if o.data_dir else None}
+    jpath = partb.judge_path(o.data, o.data_dir)
+    stages = [Stage("judge", "the digit judge (a small classifier) for accuracy and Frechet distance", data,
+                    lambda _: partb.judge(o.data, o.data_dir), jpath, keep_partial=True)]
+    for r in p.runs:
+        run_dir, cfg = out / "runs" / r.name, {**r.config(), **data}
+        stages.append(Stage(f"train/{r.name}", f"train {r.name} ({_describe(r.config())})", cfg,
+                            functools.partial(partb.train, r, o.data, o.data_dir, device=o.device), run_dir,
+                            keep_partial=True))
+        if r.draw:
+            stages.append(Stage(f"figures/{r.name}", f"figures of {r.name}", {**cfg, "seed": o.seed},
+                                lambda d, rd=run_dir: partb.figures(rd, d, o.seed, o.device), out / "partb" / r.name))
+        if r.evaluate:
+            steps = p.flow_eval_steps if r.objective == "flow" else None
+            ecfg = {**cfg, "per_class": p.eval_per_class, "steps": steps, "seed": o.seed}
+            stages.append(Stage(f"evaluate/{r.name}", f"evaluate {r.name}: judge accuracy, Frechet distance", ecfg,
+                                lambda _, rd=run_dir, s=steps: partb.evaluate(rd, p.eval_per_class, s, o.seed, jpath,
+                                                                               o.device),
+                                run_dir, keep_partial=True))
+    lr_runs = [out / "runs" / n for n in ("class-flow", "class-flow-constant-lr", "class-flow-constant-lr-3e-3")]
+    stages.append(Stage("figures/learning-rate", "loss curves with and without the learning-rate scheduler",
+                        {n.name: p.run(n.name).config() for n in lr_runs},
+                        lambda d: partb.lr_comparison(lr_runs, d), out / "partb" / "learning-rate"))
+    return stages
+
+
+def _describe(cfg: dict) -> str:
+    over = ", ".join(f"{k} {v}" for k, v in cfg["overrides"].items() if k != "sample_epochs")
+    return f"{cfg['model']}/{cfg['objective']}, {cfg['recipe']} recipe" + (f", {over}" if over else "")
+
+
+def all_stages(o: ReportOptions, p: Profile) -> list[Stage]:
+    stages = pa.digit_stages(Path(o.out) / "parta", p, o.seed, o.device)
+    stages += partb_stages(o, p)
+    if o.deepfloyd:
+        stages.append(pa.deepfloyd_stage(Path(o.out) / "deepfloyd", p, o.deepfloyd, o.stage_2, o.prompt_cache,
+                                         o.device))
+    return stages
+
+
+def check_options(o: ReportOptions) -> Profile:
+    if o.data not in DATASETS:
+        raise UserError(f"unknown data set {o.data!r}; choose one of: {', '.join(DATASETS)}")
+    if o.data_dir is not None and not Path(o.data_dir).is_dir():
+        raise UserError(f"--data-dir {o.data_dir} is not a directory")
+    if o.seed < 0:
+        raise UserError("--seed must be >= 0")
+    return get_profile(o.profile)
+
+
+def run_report(o: ReportOptions) -> Path:
+    """Run or reuse every stage, then write DIR/index.html; returns its path."""
+    from fundiff.report.html import render
+    from fundiff.report.sections import build_page
+
+    p = check_options(o)
+    stages = all_stages(o, p)
+    guard_report_dir(Path(o.out), stages, o.force)
+    Path(o.out).mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results = {r.name: r for r in run_stages(Path(o.out), stages, p.estimates)}
+    record = {"kind": "fundiff-report", "command": o.command(),
+              "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()},
+              "profile": p.name, "seconds_this_run": round(time.perf_counter() - t0, 1),
+              "stages": {n: {"seconds": r.seconds, "reused": r.reused} for n, r in results.items()},
+              "versions": versions()}
+    write_json(Path(o.out) / "report.json", record)
+    index = render(build_page(o, p, results, record), Path(o.out))
+    typer.echo(f"wrote {index}")
+    return index

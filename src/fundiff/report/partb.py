@@ -1,0 +1,78 @@
+"""Part B stages of the report: train a run (resuming a partial one), draw its figures, score it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from fundiff.commands.evaluate import default_judge_path, judge_for, run_evaluate, run_judge_train
+from fundiff.commands.figures import run_figures
+from fundiff.commands.train import run_train
+from fundiff.figures import loss_comparison
+from fundiff.report.profiles import RunSpec
+from fundiff.train.checkpoint import RUN_FILE, read_run
+from fundiff.train.data import load_digits
+from fundiff.train.loop import read_losses
+
+
+def train(spec: RunSpec, data: str, data_dir: Path | None, out: Path, device: str) -> dict:
+    """``fundiff train`` into ``out``; a run interrupted before continues from its last finished epoch."""
+    info = read_run(out) if (out / RUN_FILE).is_file() else None
+    if info is None and out.exists():
+        shutil.rmtree(out)  # killed before its first checkpoint: nothing to keep
+    if info is None or info["status"] != "done":
+        overrides = {k: v for k, v in spec.overrides}
+        run_train(spec.model, spec.objective, spec.recipe, {**overrides, "data": data}, data_dir, None, out,
+                  info is not None, device)
+        info = read_run(out)
+    return summary(out, info)
+
+
+def summary(run_dir: Path, info: dict) -> dict:
+    """What the page shows of a run: recipe, epochs, training time, first and last losses."""
+    rows = read_losses(run_dir)
+    hist = info["history"]
+    return {"run": str(run_dir), "recipe": info["recipe"], "epoch": info["epoch"], "steps": info["step"],
+            "train_seconds": round(sum(h["seconds"] for h in hist), 1), "first_loss": rows[0][2] if rows else None,
+            "epoch_losses": [round(h["mean_loss"], 5) for h in hist], "data": info["data"],
+            "device": info["device"], "versions": info["versions"]}
+
+
+def figures(run_dir: Path, out: Path, seed: int, device: str) -> dict:
+    """``fundiff figures RUN``: its records (file, caption, settings) with files relative to the report."""
+    run_figures([run_dir], out, "ddpm", None, seed, device)
+    return json.loads((out / "figures.json").read_text())
+
+
+def evaluate(run_dir: Path, per_class: int, steps: int | None, seed: int, judge_path: Path, device: str) -> dict:
+    """``fundiff evaluate RUN``: judge accuracy and Frechet distance of the last epoch's samples."""
+    recipe = read_run(run_dir)["recipe"]
+    if recipe["objective"] != "flow":
+        steps = None
+    res = run_evaluate(run_dir, per_class, recipe["guidance"], "ddpm", steps, None, seed, judge_path, device)
+    res.pop("judge", None)
+    return res
+
+
+def judge_path(data: str, data_dir: Path | None) -> Path:
+    """The judge file in the user's cache: one per data set, and one per --data-dir."""
+    path = default_judge_path(data)
+    if data_dir is None:
+        return path
+    tag = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
+    return path.with_name(f"{path.stem}-{tag}{path.suffix}")
+
+
+def judge(data: str, data_dir: Path | None) -> dict:
+    """The digit judge of the data set (trained once into the user's cache, about 20 s)."""
+    digits, path = load_digits(data, data_dir), judge_path(data, data_dir)
+    if not path.is_file():
+        run_judge_train(data, data_dir, 8, path, False)
+    _, info, _ = judge_for(data, digits.source, path)
+    return {"path": str(path), **{k: v for k, v in info.items() if k != "versions"}}
+
+
+def lr_comparison(run_dirs: list[Path], out: Path) -> dict:
+    return loss_comparison(run_dirs, out)
