@@ -50,6 +50,7 @@ class ReportOptions:
         parts += [f"--data-dir {self.data_dir}"] if self.data_dir else []
         parts += [f"--deepfloyd {self.deepfloyd}"] if self.deepfloyd else []
         parts += [f"--stage-2 {self.stage_2}"] if self.stage_2 else []
+        parts += [f"--prompt-cache {self.prompt_cache}"] if self.prompt_cache else []
         parts += [f"--seed {self.seed}"] if self.seed else []
         return " ".join(parts)
 
