@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import assert_page_ok, chromium_available, check_page, missing_reason
+from browser import assert_page_ok, check_page, chromium_available, missing_reason
 from tiny_if import tiny_if
 
 from fundiff.cli import main

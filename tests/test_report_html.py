@@ -93,7 +93,7 @@ def test_text_is_escaped_code_and_maths_kept(rendered: tuple[Path, str]) -> None
 def test_notes_and_tables(rendered: tuple[Path, str]) -> None:
     _, text = rendered
     assert '<div class="note" role="note">not run: pass --deepfloyd to enable it</div>' in text
-    assert '<div class="table-wrap"' in text and "<caption>Runs</caption>" in text
+    assert '<div class="table-wrap"' in text and '<p class="table-caption">Runs</p>' in text
     assert '<td class="num">0.0123</td>' in text and '<td class="num">1,024</td>' in text
     assert '<td class="num">12.5 s</td>' in text and "<td>exp</td>" in text and "<td>—</td>" in text
     assert '<th scope="col" class="num">loss</th>' in text and '<th scope="col">run</th>' in text

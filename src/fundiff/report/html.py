@@ -10,7 +10,8 @@ Text (titles, paragraphs, captions, cells, notes, footer) is HTML-escaped; in it
 ``\\(`` ... ``\\)`` inline maths, left for KaTeX's auto-render. A formula is display maths, ``\\[`` ... ``\\]``.
 
 Pixel art: every image gets class "pixel" (CSS ``image-rendering: pixelated``: digit grids and their GIFs stay crisp
-when scaled) unless its file name starts with "loss" or "plot", the matplotlib plots, which scale smoothly.
+when scaled) unless its file name starts with "loss" or "plot", the matplotlib plots, which scale smoothly and
+take a whole row of a figure grid (their <figure> has class "plot").
 """
 
 from __future__ import annotations
@@ -173,10 +174,11 @@ def figures_html(figures: list[Figure], out: Path) -> str:
 def figure_html(fig: Figure, out: Path) -> str:
     """<figure> with the image at its natural size (scaled down to fit) and its caption."""
     src, (w, h) = locate_image(Path(fig.path), out)
-    cls = "" if Path(fig.path).name.lower().startswith(SMOOTH_PREFIXES) else ' class="pixel"'
+    plot = Path(fig.path).name.lower().startswith(SMOOTH_PREFIXES)
+    cls, fcls = ("", ' class="plot"') if plot else (' class="pixel"', "")
     cap = f"\n<figcaption>{inline(fig.caption)}</figcaption>" if fig.caption else ""
     alt = escape(fig.alt or fig.caption)
-    return f'<figure>\n<img src="{src}" width="{w}" height="{h}" alt="{alt}"{cls}>{cap}\n</figure>'
+    return f'<figure{fcls}>\n<img src="{src}" width="{w}" height="{h}" alt="{alt}"{cls}>{cap}\n</figure>'
 
 
 def locate_image(path: Path, out: Path) -> tuple[str, tuple[int, int]]:
@@ -201,9 +203,9 @@ def table_html(t: Table) -> str:
     cols = zip(t.header, numeric, strict=True)
     head = "".join(f'<th scope="col"{_NUM_CLS if n else ""}>{inline(h)}</th>' for h, n in cols)
     rows = "\n".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in t.rows)
-    cap = f"<caption>{inline(t.caption)}</caption>" if t.caption else ""
+    cap = f'<p class="table-caption">{inline(t.caption)}</p>\n' if t.caption else ""
     label = escape(t.caption or "table")
-    return (f'<div class="table-wrap" role="region" tabindex="0" aria-label="{label}">\n<table>{cap}\n'
+    return (f'{cap}<div class="table-wrap" role="region" tabindex="0" aria-label="{label}">\n<table>\n'
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n</div>")
 
 

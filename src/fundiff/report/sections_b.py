@@ -38,16 +38,24 @@ def _run_text(res: Results, run: str) -> list[str]:
         return []
     s, rec = r.result, r.result["recipe"]
     last = s["epoch_losses"][-1] if s["epoch_losses"] else None
-    return [f"Run `{run}`: {rec['model']}-conditioned {rec['objective']}, {rec['recipe']} recipe, D = {rec['width']}, "
+    what = _what(rec)
+    return [f"Run `{run}`: {what}, {rec['recipe']} recipe, D = {rec['width']}, "
             f"batch {rec['batch_size']}, Adam lr {rec['lr']:g} ({rec['lr_schedule']}), {s['epoch']} epochs "
             f"({s['steps']} steps), {rec['precision']}; trained in {seconds(s['train_seconds'])}. Loss "
             f"{num(s['first_loss'], 4)} at the first step, {num(last, 4)} mean over the last epoch."]
 
 
+def _what(rec: dict) -> str:
+    if rec["model"] == "denoiser":
+        noise = "pure noise" if rec["pure_noise"] else f"sigma = {rec['sigma']:g}"
+        return f"single-step denoiser of {noise}"
+    return f"{rec['model']}-conditioned {rec['objective']}"
+
+
 def _samples(res: Results, out: Path, run: str) -> list:
     """Sample grids and sampling GIFs of every saved epoch, in epoch order."""
     figs = pick(res.get(f"figures/{run}"), _folder(out, run), f"{run}_epoch_")
-    return sorted(figs, key=lambda f: f.path.name)
+    return sorted(figs, key=lambda f: (f.path.stem, f.path.suffix != ".png"))  # each epoch: grid, then its GIF
 
 
 def unet(res: Results, out: Path) -> Section:
@@ -154,9 +162,10 @@ def _eval_samples(res: Results, out: Path, run: str) -> list[Figure]:
     if e is None or "dir" not in e.result:
         return []
     r = e.result
-    return [Figure(Path(out) / "runs" / run / Path(r["dir"]).name / "samples.png", f"{run}: the {r['per_class']} samples per digit (columns 0-9) the "
-                   f"judge scored, epoch {r['epoch']}, {r['sampler']} {r['steps']} steps, CFG gamma = "
-                   f"{r['guidance']:g}, seed {r['seed']}.")]
+    path = Path(out) / "runs" / run / Path(r["dir"]).name / "samples.png"
+    return [Figure(path, f"{run}: the {r['per_class']} samples per digit (columns 0-9) the judge scored, epoch "
+                         f"{r['epoch']}, {r['sampler']} {r['steps']} steps, CFG gamma = {r['guidance']:g}, seed "
+                         f"{r['seed']}.")]
 
 
 def learning_rate(res: Results, out: Path) -> Section:
