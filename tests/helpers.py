@@ -53,3 +53,17 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
     for f in fragments:
         assert f in lines[0], lines[0]
     return lines[0]
+
+
+def fundiff_in_process(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run ``fundiff ARGS`` in this process (the console script's code path): (exit code, stdout, stderr)."""
+    from fundiff.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["fundiff", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err

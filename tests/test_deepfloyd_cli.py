@@ -5,7 +5,6 @@ which is the console script's code path, to keep the 2-core test budget."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,23 +14,13 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
+from helpers import fundiff_in_process  # noqa: E402
 from PIL import Image  # noqa: E402
 from tiny_if import tiny_if  # noqa: E402
 
-from fundiff.cli import main  # noqa: E402
 from fundiff.prompts import ASSIGNMENT_PROMPTS, load_cache  # noqa: E402
 
-
-def fundiff(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run ``fundiff ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["fundiff", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+fundiff = fundiff_in_process
 
 
 def one_line_error(result, *fragments: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from browser import assert_page_ok, check_page, chromium_available, missing_reason
+from helpers import fundiff_in_process
 from tiny_if import tiny_if
 
 from fundiff.cli import main
@@ -30,15 +31,7 @@ HEADINGS = [title for _, _, title, _, _ in SECTIONS] + [
     "DeepFloyd IF and stage-II upsampling", "Measurements", "Sample quality", "Stages and times"]
 
 
-def fundiff(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["fundiff", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+fundiff = fundiff_in_process
 
 
 def _args(out: Path) -> list:
