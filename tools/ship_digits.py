@@ -2,7 +2,7 @@
 
     python tools/ship_digits.py RUN_DIR [EVAL_JSON ...]
 
-Writes src/fundiff/assets/digits.safetensors (the run's last sampling weights, the EMA, in fp16:
+Writes src/fundiff/assets/digits.safetensors (the run's last sampling weights, the EMA if it kept one, in fp16:
 about 4 MB) and digits.json (the card: recipe, the command that trained it, data, training time,
 and the measured numbers of the given eval.json files).
 """
@@ -34,7 +34,8 @@ def main(run_dir: Path, evals: list[Path]) -> None:
     recipe = replace(trained, **{k: getattr(make_recipe("class"), k) for k in SAMPLING_ONLY})
     save_weights(ASSETS / "digits.safetensors", state, recipe, epoch, dtype=torch.float16)
     card = {
-        "name": "digits", "what": "class-conditioned DDPM UNet (spec Part B) on MNIST digits, EMA weights in fp16",
+        "name": "digits", "what": "class-conditioned DDPM UNet (spec Part B) on MNIST digits, "
+                                  f"{'EMA' if recipe.ema_decay > 0 else 'final'} weights in fp16",
         "command": "fundiff train class", "recipe": recipe.to_dict(), "epoch": epoch,
         "sampling_settings_since_training": {k: getattr(trained, k) for k in SAMPLING_ONLY
                                              if getattr(trained, k) != getattr(recipe, k)}, "data": info["data"],
