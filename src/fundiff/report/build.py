@@ -21,6 +21,7 @@ from pathlib import Path
 import typer
 
 from fundiff.errors import UserError
+from fundiff.figures import loss_comparison
 from fundiff.io import versions, write_json
 from fundiff.report import parta_stages as pa
 from fundiff.report import partb
@@ -79,7 +80,7 @@ def partb_stages(o: ReportOptions, p: Profile) -> list[Stage]:
     lr_runs = [out / "runs" / n for n in ("class-flow", "class-flow-constant-lr", "class-flow-constant-lr-3e-3")]
     stages.append(Stage("figures/learning-rate", "loss curves with and without the learning-rate scheduler",
                         {n.name: p.run(n.name).config() for n in lr_runs},
-                        lambda d: partb.lr_comparison(lr_runs, d), out / "partb" / "learning-rate"))
+                        lambda d: loss_comparison(lr_runs, d), out / "partb" / "learning-rate"))
     return stages
 
 

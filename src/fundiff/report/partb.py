@@ -10,7 +10,6 @@ from pathlib import Path
 from fundiff.commands.evaluate import default_judge_path, judge_for, run_evaluate, run_judge_train
 from fundiff.commands.figures import run_figures
 from fundiff.commands.train import run_train
-from fundiff.figures import loss_comparison
 from fundiff.report.profiles import RunSpec
 from fundiff.train.checkpoint import RUN_FILE, read_run
 from fundiff.train.data import load_digits
@@ -72,7 +71,3 @@ def judge(data: str, data_dir: Path | None) -> dict:
         run_judge_train(data, data_dir, 8, path, False)
     _, info, _ = judge_for(data, digits.source, path)
     return {"path": str(path), **{k: v for k, v in info.items() if k != "versions"}}
-
-
-def lr_comparison(run_dirs: list[Path], out: Path) -> dict:
-    return loss_comparison(run_dirs, out)

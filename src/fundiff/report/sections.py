@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fundiff.report import sections_a as sa
 from fundiff.report import sections_b as sb
@@ -12,6 +13,9 @@ from fundiff.report.content import num, seconds, table
 from fundiff.report.page import Page, Section
 from fundiff.report.profiles import Profile
 from fundiff.report.runner import StageResult
+
+if TYPE_CHECKING:
+    from fundiff.report.build import ReportOptions
 
 Results = dict[str, StageResult]
 PROFILE_TEXT = {
@@ -31,11 +35,11 @@ ENABLE_DEEPFLOYD = [
 ]
 
 
-def build_page(o, p: Profile, res: Results, record: dict) -> Page:
+def build_page(o: ReportOptions, p: Profile, res: Results, record: dict) -> Page:
     out = Path(o.out)
     v = record["versions"]
-    sections = [about(o, p, res, record)]
-    sections += [Section("part-a", "Part A: The power of diffusion models", 2, text=_part_a_text(res)),
+    sections = [about(p, res, record)]
+    sections += [Section("part-a", "Part A: The power of diffusion models", 2, text=_part_a_text()),
                  *sa.part_a(res, out), sa.measured(res, out)]
     sections += [Section("part-b", "Part B: Diffusion models from scratch", 2, text=[
         f"Trained here on {_data(res)}, with {PROFILE_TEXT[p.name]}."]),
@@ -57,7 +61,7 @@ def _data(res: Results) -> str:
     return r.result["data"]["source"] + f" ({r.result['data']['train_images']} training images)" if r else "digits"
 
 
-def _part_a_text(res: Results) -> list[str]:
+def _part_a_text() -> list[str]:
     return ["The sampling loops of Part A run on any diffusion model through one contract. Here they run on the "
             "class-conditioned digit model fundiff ships (the spec's UNet, 30 epochs of fundiff's default recipe on "
             "4,500 MNIST digits; T = 300), where a class plays the part of a prompt and the null class the part "
@@ -65,7 +69,7 @@ def _part_a_text(res: Results) -> list[str]:
             "225; the strided loop uses stride 9 (297, 288, ..., 0), so i_start = 10 is t = 207."]
 
 
-def about(o, p: Profile, res: Results, record: dict) -> Section:
+def about(p: Profile, res: Results, record: dict) -> Section:
     v = record["versions"]
     total = sum(r.seconds for r in res.values())
     return Section("about", "About this report", 2, text=[
@@ -76,7 +80,7 @@ def about(o, p: Profile, res: Results, record: dict) -> Section:
         f"Rebuild this page (finished stages are reused): `{record['command']}`"])
 
 
-def deepfloyd(res: Results, o) -> Section:
+def deepfloyd(res: Results, o: ReportOptions) -> Section:
     r = res.get("deepfloyd")
     s = Section("deepfloyd", "DeepFloyd IF and stage-II upsampling", 3)
     if r is None:

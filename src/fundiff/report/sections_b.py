@@ -130,10 +130,9 @@ def eval_table(res: Results, runs: list[str]) -> object:
         if e is None:
             continue
         r = e.result
-        rows.append([run, r["epoch"], r["sampler"], r["steps"], f"{r['guidance']:g}", r["accuracy"]["n"]
-                     if "n" in r["accuracy"] else r.get("n_samples"), num(r["accuracy"]["overall"]),
-                     num(r["frechet"], 1), num(r["frechet_real_vs_real"], 1), num(r["ratio"], 2),
-                     seconds(r["sampling_seconds"])])
+        rows.append([run, r["epoch"], r["sampler"], r["steps"], f"{r['guidance']:g}", r["n_samples"],
+                     num(r["accuracy"]["overall"]), num(r["frechet"], 1), num(r["frechet_real_vs_real"], 1),
+                     num(r["ratio"], 2), seconds(r["sampling_seconds"])])
     return table(["run", "epoch", "sampler", "steps", "CFG", "samples", "judge accuracy", "Frechet distance",
                   "real vs real", "ratio", "sampling time"], rows,
                  "The judge (a small classifier, see Measurements) reads each sample; the Frechet distance is "
