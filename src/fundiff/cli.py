@@ -160,7 +160,8 @@ def figures(
 @app.command()
 def report(
     out: Annotated[Path, Opt(help="report directory: index.html, the runs, the figures, report.log")] = Path("report"),
-    profile: Annotated[str, Opt(help="quick (about 15 min on a 2-core CPU) | spec (the spec's recipes exactly)")]
+    profile: Annotated[str, Opt(help="quick (13.5 min measured on a 2-core CPU) | spec (the spec's recipes "
+                                     "exactly; hours)")]
     = "quick",
     data: Annotated[str, Opt(help="mnist | fashion (Part B training data)")] = "mnist",
     data_dir: Annotated[Path | None, Opt(help="directory of IDX files to train on (gzipped or not)")] = None,
