@@ -130,3 +130,13 @@ def test_judge_save_load_roundtrip(tmp_path):
     assert loaded.features(x).shape == (3, 128)
     with pytest.raises(UserError):
         load_judge(tmp_path / "missing.safetensors")
+
+
+def test_judge_cache_path_per_data_set_and_data_dir(tmp_path, monkeypatch):
+    from fundiff.commands.evaluate import default_judge_path
+
+    monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path))
+    assert default_judge_path("mnist") == tmp_path / "judge-mnist.safetensors"
+    a, b = default_judge_path("mnist", tmp_path / "a"), default_judge_path("mnist", tmp_path / "b")
+    assert a != b and a.parent == tmp_path and a.name.startswith("judge-mnist-")
+    assert default_judge_path("mnist", tmp_path / "a") == a

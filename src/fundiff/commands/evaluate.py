@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -19,15 +20,19 @@ from fundiff.train.data import load_digits, split_holdout
 from fundiff.viz import save_grid
 
 
-def default_judge_path(data: str) -> Path:
+def default_judge_path(data: str, data_dir: Path | None = None) -> Path:
+    """The judge in the user's cache: one per data set, and one per --data-dir (its images differ)."""
     root = Path(os.environ.get("FUNDIFF_CACHE", Path.home() / ".cache" / "fundiff"))
-    return root / f"judge-{data}.safetensors"
+    if data_dir is None:
+        return root / f"judge-{data}.safetensors"
+    tag = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
+    return root / f"judge-{data}-{tag}.safetensors"
 
 
 def run_judge_train(data: str, data_dir: Path | None, epochs: int, out: Path | None, force: bool) -> Path:
     if epochs < 1:
         raise UserError("--epochs must be at least 1")
-    out = Path(out) if out is not None else default_judge_path(data)
+    out = Path(out) if out is not None else default_judge_path(data, data_dir)
     if out.exists() and not force:
         raise UserError(f"{out} exists; pass --force to retrain it")
     digits = load_digits(data, data_dir)
@@ -40,11 +45,12 @@ def run_judge_train(data: str, data_dir: Path | None, epochs: int, out: Path | N
     return out
 
 
-def judge_for(data: str, data_source: str, judge: Path | None):
-    path = Path(judge) if judge is not None else default_judge_path(data)
+def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | None = None):
+    """The judge ``judge``, or the cached one of the data (trained on ``data_dir`` first if missing)."""
+    path = Path(judge) if judge is not None else default_judge_path(data, data_dir)
     if judge is None and not path.exists():
         typer.echo(f"no judge at {path}: training one (about a minute)")
-        run_judge_train(data, None, 8, path, False)
+        run_judge_train(data, data_dir, 8, path, False)
     net, info = load_judge(path)
     if info.get("data") != data_source:
         raise UserError(f"judge {path} was trained on {info.get('data')!r}, the run on {data_source!r}")
@@ -60,11 +66,12 @@ def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, s
     if recipe.model != "class":
         raise UserError(f"evaluate needs a class-conditioned run; {run_dir} is a {recipe.model} model")
     check_sampling_args(recipe, list(range(10)), per_class, guidance, steps, sampler)
-    digits = load_digits(recipe.data, _data_dir(info))
+    data_dir = _data_dir(info)
+    digits = load_digits(recipe.data, data_dir)
     if digits.source != info["data"]["source"]:
         raise UserError(f"the run was trained on {info['data']['source']}, but {digits.source} is what loads now")
     train, held = split_holdout(digits, recipe.holdout_per_class)
-    judge_net, judge_info, judge_path = judge_for(recipe.data, digits.source, judge)
+    judge_net, judge_info, judge_path = judge_for(recipe.data, digits.source, judge, data_dir)
     labels = class_grid_labels(list(range(10)), per_class)
     t0 = time.perf_counter()
     x = sample_images(net, recipe, labels, len(labels), guidance, sampler, steps, seed, desc="evaluate", clip=clip)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import typer
 
+from fundiff.commands.evaluate import default_judge_path
 from fundiff.errors import UserError
 from fundiff.figures import loss_comparison
 from fundiff.io import versions, write_json
@@ -59,7 +60,7 @@ class ReportOptions:
 def partb_stages(o: ReportOptions, p: Profile) -> list[Stage]:
     """Judge, then per run: train, figures, and (class runs) evaluation; then the learning-rate comparison."""
     out, data = Path(o.out), {"data": o.data, "data_dir": str(o.data_dir) if o.data_dir else None}
-    jpath = partb.judge_path(o.data, o.data_dir)
+    jpath = default_judge_path(o.data, o.data_dir)
     stages = [Stage("judge", "the digit judge (a small classifier) for accuracy and Frechet distance", data,
                     lambda _: partb.judge(o.data, o.data_dir), jpath, keep_partial=True)]
     for r in p.runs:
@@ -80,7 +81,7 @@ def partb_stages(o: ReportOptions, p: Profile) -> list[Stage]:
     lr_runs = [out / "runs" / n for n in ("class-flow", "class-flow-constant-lr", "class-flow-constant-lr-3e-3")]
     stages.append(Stage("figures/learning-rate", "loss curves with and without the learning-rate scheduler",
                         {n.name: p.run(n.name).config() for n in lr_runs},
-                        lambda d: loss_comparison(lr_runs, d), out / "partb" / "learning-rate"))
+                        lambda d: {"figures": [loss_comparison(lr_runs, d)]}, out / "partb" / "learning-rate"))
     return stages
 
 

@@ -32,7 +32,7 @@ def figure(folder: Path, record: dict) -> Figure:
 def records(res: StageResult | None) -> list[dict]:
     if res is None:
         return []
-    return res.result.get("figures", [res.result] if "file" in res.result else [])
+    return res.result.get("figures", [])
 
 
 def pick(res: StageResult | None, folder: Path, match: str) -> list[Figure]:

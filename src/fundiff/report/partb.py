@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
-from fundiff.commands.evaluate import default_judge_path, judge_for, run_evaluate, run_judge_train
+from fundiff.commands.evaluate import judge_for, run_evaluate
 from fundiff.commands.figures import run_figures
 from fundiff.commands.train import run_train
 from fundiff.report.profiles import RunSpec
@@ -55,19 +54,7 @@ def evaluate(run_dir: Path, per_class: int, steps: int | None, seed: int, judge_
     return res
 
 
-def judge_path(data: str, data_dir: Path | None) -> Path:
-    """The judge file in the user's cache: one per data set, and one per --data-dir."""
-    path = default_judge_path(data)
-    if data_dir is None:
-        return path
-    tag = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
-    return path.with_name(f"{path.stem}-{tag}{path.suffix}")
-
-
 def judge(data: str, data_dir: Path | None) -> dict:
     """The digit judge of the data set (trained once into the user's cache, about 20 s)."""
-    digits, path = load_digits(data, data_dir), judge_path(data, data_dir)
-    if not path.is_file():
-        run_judge_train(data, data_dir, 8, path, False)
-    _, info, _ = judge_for(data, digits.source, path)
+    _, info, path = judge_for(data, load_digits(data, data_dir).source, None, data_dir)
     return {"path": str(path), **{k: v for k, v in info.items() if k != "versions"}}
