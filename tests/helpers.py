@@ -57,7 +57,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
 
 def fundiff_in_process(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     """Run ``fundiff ARGS`` in this process (the console script's code path): (exit code, stdout, stderr)."""
-    from fundiff.cli import main
+    from fundiff.cli.app import main
 
     monkeypatch.setattr(sys, "argv", ["fundiff", *map(str, args)])
     code = 0

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from fundiff.errors import UserError
 from fundiff.evaluate.judge import JudgeNet, save_judge
-from fundiff.io import atomic_write, write_json
+from fundiff.io.files import atomic_write, write_json
 from fundiff.train.checkpoint import build_net, load_model, read_run, read_weights, save_weights, unet_config
 
 

@@ -13,7 +13,7 @@ from helpers import assert_one_line_error, run_cli
 from PIL import Image
 from safetensors.torch import save_file
 
-from fundiff.cli import _int_list
+from fundiff.cli.app import _int_list
 from fundiff.errors import UserError
 from fundiff.evaluate.judge import JudgeNet, save_judge
 

@@ -18,7 +18,7 @@ from helpers import fundiff_in_process  # noqa: E402
 from PIL import Image  # noqa: E402
 from tiny_if import tiny_if  # noqa: E402
 
-from fundiff.prompts import ASSIGNMENT_PROMPTS, load_cache  # noqa: E402
+from fundiff.models.deepfloyd.prompts import ASSIGNMENT_PROMPTS, load_cache  # noqa: E402
 
 fundiff = fundiff_in_process
 

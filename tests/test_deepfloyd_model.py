@@ -12,11 +12,11 @@ pytest.importorskip("sentencepiece")
 
 from tiny_if import tiny_if  # noqa: E402
 
-from fundiff import operations as ops  # noqa: E402
-from fundiff.denoisers import deepfloyd as df  # noqa: E402
+from fundiff import parta as ops  # noqa: E402
 from fundiff.errors import UserError  # noqa: E402
 from fundiff.models import load_diffusion_model  # noqa: E402
-from fundiff.prompts import load_cache  # noqa: E402
+from fundiff.models.deepfloyd import stage1 as df  # noqa: E402
+from fundiff.models.deepfloyd.prompts import load_cache  # noqa: E402
 
 FAST = ops.Sampling(stride=90)  # 990, 900, ..., 0: 12 steps
 PROMPT = "a photo of a dog"

@@ -13,7 +13,7 @@ pytest.importorskip("sentencepiece")
 from tiny_if import D_TEXT, tiny_if  # noqa: E402
 
 from fundiff.errors import UserError  # noqa: E402
-from fundiff.prompts import (  # noqa: E402
+from fundiff.models.deepfloyd.prompts import (  # noqa: E402
     ASSIGNMENT_PROMPTS,
     PromptEmbeddings,
     load_cache,

@@ -14,9 +14,8 @@ from tiny_if import tiny_if  # noqa: E402
 
 from fundiff.errors import UserError  # noqa: E402
 from fundiff.models import load_diffusion_model  # noqa: E402
-from fundiff.operations import Sampling  # noqa: E402
-from fundiff.prompts import load_cache  # noqa: E402
-from fundiff.upsample import (  # noqa: E402
+from fundiff.models.deepfloyd.prompts import load_cache  # noqa: E402
+from fundiff.models.deepfloyd.stage2 import (  # noqa: E402
     anagram_eps,
     hybrid_bands,
     laplacian_blend,
@@ -28,6 +27,7 @@ from fundiff.upsample import (  # noqa: E402
     upsample_hybrid,
     upsample_inpainting,
 )
+from fundiff.parta import Sampling  # noqa: E402
 
 FAST = Sampling(stride=250)  # 750, 500, 250, 0
 PROMPT = "a photo of a dog"
@@ -90,7 +90,7 @@ def test_hybrid_bands_scale_with_the_image(up):
     x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     bands = hybrid_bands(33, [2.0], 4)
     torch.testing.assert_close(bands[0](x) + bands[1](x), x, atol=1e-5, rtol=0)  # they still sum to the identity
-    from fundiff.sampling.hybrid import gaussian_lowpass
+    from fundiff.core.bands import gaussian_lowpass
 
     torch.testing.assert_close(bands[0](x), gaussian_lowpass(x, 129, 8.0), atol=1e-5, rtol=0)  # as stage I's filter
     out = upsample_hybrid(up, _images(1), ["a lithograph of a skull", "a lithograph of waterfalls"], sampling=FAST)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fundiff.denoisers.fundiff_unet import class_vector, unet_denoiser
+from fundiff.core.schedule import linear_schedule
+from fundiff.models.fundiff_unet import class_vector, unet_denoiser
 from fundiff.nets.unet import UNetConfig
-from fundiff.schedule import linear_schedule
 
 
 class Recorder(nn.Module):

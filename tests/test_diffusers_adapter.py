@@ -14,11 +14,11 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from fundiff.denoisers.base import Prediction  # noqa: E402
-from fundiff.denoisers.diffusers_unet import diffusers_unet_model, is_diffusers_dir  # noqa: E402
+from fundiff.core.loop import sample_loop  # noqa: E402
+from fundiff.core.model import Prediction  # noqa: E402
+from fundiff.core.schedule import strided_timesteps  # noqa: E402
 from fundiff.errors import UserError  # noqa: E402
-from fundiff.sampling.ddpm import sample_loop  # noqa: E402
-from fundiff.schedule import strided_timesteps  # noqa: E402
+from fundiff.models.diffusers_unet import diffusers_unet_model, is_diffusers_dir  # noqa: E402
 
 SIZE, C, T = 16, 3, 1000
 

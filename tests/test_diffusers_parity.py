@@ -16,9 +16,9 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 from diffusers.utils.torch_utils import randn_tensor  # noqa: E402
 
-from fundiff.denoisers.base import Prediction  # noqa: E402
-from fundiff.sampling.ddpm import ddpm_update, sample_loop  # noqa: E402
-from fundiff.schedule import cosine_schedule, forward_process, strided_timesteps  # noqa: E402
+from fundiff.core.loop import ddpm_update, sample_loop  # noqa: E402
+from fundiff.core.model import Prediction  # noqa: E402
+from fundiff.core.schedule import cosine_schedule, forward_process, strided_timesteps  # noqa: E402
 
 STRIDED = list(range(990, -1, -30))
 C, H = 3, 8  # image channels and size of the test tensors

@@ -9,7 +9,7 @@ import torch
 from helpers import run_cli
 from torch import nn
 
-from fundiff import operations as ops
+from fundiff import parta as ops
 from fundiff.evaluate import parta
 from fundiff.evaluate.drawings import draw_digit, sklearn_digits
 from fundiff.models import load_diffusion_model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fundiff.denoisers.base import Prediction
-from fundiff.sampling.guidance import cfg
+from fundiff.core.guidance import cfg
+from fundiff.core.model import Prediction
 
 X = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
 K = torch.tensor([5, 5])
@@ -50,7 +50,7 @@ def test_guidance_passes_x_and_k_to_both_models():
 
 
 def test_limited_interval_guides_only_where_active():
-    from fundiff.sampling.guidance import limited_interval
+    from fundiff.core.guidance import limited_interval
 
     guided = cfg(cond, uncond, 5.0)
     fn = limited_interval(guided, cond, lambda k: int(k[0]) >= 150)
@@ -60,9 +60,9 @@ def test_limited_interval_guides_only_where_active():
 
 def test_digit_guidance_interval_maps_k_to_the_noise_level():
     """DDPM: level t / T = (k + 1) / T; the unconditional net is called only inside the interval."""
+    from fundiff.core.schedule import linear_schedule
     from fundiff.nets.unet import UNet, UNetConfig
     from fundiff.sampling.digits import guided_denoiser
-    from fundiff.schedule import linear_schedule
 
     net = UNet(UNetConfig(8, "class")).eval()
     calls = []

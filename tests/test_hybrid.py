@@ -6,9 +6,9 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from fundiff.denoisers.base import Prediction
+from fundiff.core.bands import frequency_bands, gaussian_lowpass, hybrid_denoiser
+from fundiff.core.model import Prediction
 from fundiff.errors import UserError
-from fundiff.sampling.hybrid import frequency_bands, gaussian_lowpass, hybrid_denoiser
 
 K = torch.tensor([10, 10])
 

@@ -1,4 +1,4 @@
-"""fundiff.images: any user file reaches the model the same way (formats, EXIF, alpha, crop, fit, masks)."""
+"""fundiff.io.images: any user file reaches the model the same way (formats, EXIF, alpha, crop, fit, masks)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from fundiff.errors import UserError
-from fundiff.images import box_mask, image_size_of, load_image, load_mask, save_image
+from fundiff.io.images import box_mask, image_size_of, load_image, load_mask, save_image
 
 
 def gradient(w: int = 40, h: int = 30) -> np.ndarray:

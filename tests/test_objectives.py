@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from fundiff.core.schedule import linear_schedule
 from fundiff.nets.unet import UNet, UNetConfig
-from fundiff.schedule import linear_schedule
 from fundiff.train.loop import batch_loss, ema_update, epoch_generator, make_scheduler
 from fundiff.train.objectives import ddpm_loss, denoiser_loss, flow_loss, one_hot_with_dropout
 from fundiff.train.recipes import make_recipe

@@ -1,15 +1,15 @@
-"""fundiff.operations and sampling.edits: Part A operations on a tiny model with known answers."""
+"""fundiff.parta and sampling.edits: Part A operations on a tiny model with known answers."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fundiff import operations as ops
-from fundiff.denoisers.base import DiffusionModel, Prediction
+from fundiff import parta as ops
+from fundiff.core import edits
+from fundiff.core.model import DiffusionModel, Prediction
+from fundiff.core.schedule import forward_process, linear_schedule
 from fundiff.errors import UserError
-from fundiff.sampling import edits
-from fundiff.schedule import forward_process, linear_schedule
 
 SIZE = 8
 

@@ -16,7 +16,7 @@ from browser import assert_page_ok, check_page, chromium_available, missing_reas
 from helpers import fundiff_in_process
 from tiny_if import tiny_if
 
-from fundiff.cli import main
+from fundiff.cli.app import main
 from fundiff.report import parta_digits
 from fundiff.report.runner import STATE, read_marker
 from fundiff.report.sections_a import SECTIONS

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from fundiff.denoisers.base import Prediction
-from fundiff.sampling.ddpm import ddim_update, ddpm_update, euler_loop, predict_x0, sample_loop, step_variance
-from fundiff.schedule import evenly_spaced_timesteps, forward_process, linear_schedule, strided_timesteps
+from fundiff.core.loop import ddim_update, ddpm_update, euler_loop, predict_x0, sample_loop, step_variance
+from fundiff.core.model import Prediction
+from fundiff.core.schedule import evenly_spaced_timesteps, forward_process, linear_schedule, strided_timesteps
 
 
 def _randn(*shape, seed=0, dtype=torch.float64):

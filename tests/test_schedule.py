@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fundiff.schedule import (
+from fundiff.core.schedule import (
     Schedule,
     cosine_schedule,
     evenly_spaced_timesteps,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from helpers import CPU, train_run
 
-from fundiff import operations as ops
+from fundiff import parta as ops
 from fundiff.models import load_diffusion_model, shipped_card
 from fundiff.train.checkpoint import read_weights
 from fundiff.train.data import split_holdout

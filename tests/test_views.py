@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fundiff.denoisers.base import Prediction
+from fundiff.core.model import Prediction
+from fundiff.core.views import VIEW_NAMES, anagram_denoiser, inner_circle_mask, make_view
 from fundiff.errors import UserError
-from fundiff.sampling.views import VIEW_NAMES, anagram_denoiser, inner_circle_mask, make_view
 
 SHAPES = [(2, c, s, s) for s in (28, 64) for c in (1, 3)]
 K = torch.tensor([10, 10])

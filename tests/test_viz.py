@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fundiff.viz import grid_array, plot_curves, save_gif, save_grid, to_uint8
+from fundiff.io.pictures import grid_array, plot_curves, save_gif, save_grid, to_uint8
 
 
 def test_to_uint8_clips_and_scales():

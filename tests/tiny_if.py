@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from fundiff.prompts import ASSIGNMENT_PROMPTS
+from fundiff.models.deepfloyd.prompts import ASSIGNMENT_PROMPTS
 
 D_TEXT = 16  # T5 width of the tiny encoder (4096 for DeepFloyd's T5-XXL)
 _IF_BLOCKS = dict(layers_per_block=1, mid_block_type="UNetMidBlock2DSimpleCrossAttn", cross_attention_dim=32,
@@ -136,7 +136,7 @@ def tiny_if() -> TinyIF:
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
 
-    from fundiff.prompts import PromptEmbeddings, t5_loader
+    from fundiff.models.deepfloyd.prompts import PromptEmbeddings, t5_loader
 
     dlog.disable_progress_bar()
     tlog.disable_progress_bar()
@@ -154,9 +154,9 @@ def _time_per_image(repeats: int = 3) -> None:
     and per 256 px stage II of it (50 steps, CFG 4: 100 UNet calls)."""
     import time
 
-    from fundiff import operations as ops
+    from fundiff import parta as ops
     from fundiff.models import load_diffusion_model
-    from fundiff.upsample import load_upsampler, upsample
+    from fundiff.models.deepfloyd.stage2 import load_upsampler, upsample
 
     torch.set_num_threads(1)
     tiny = tiny_if()

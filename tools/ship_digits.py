@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from fundiff.io import write_json
+from fundiff.io.files import write_json
 from fundiff.train.checkpoint import available_epochs, read_run, read_weights, save_weights, weights_path
 from fundiff.train.recipes import make_recipe
 

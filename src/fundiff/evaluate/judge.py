@@ -15,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fundiff.errors import UserError
-from fundiff.io import atomic_write, versions
+from fundiff.io.files import atomic_write, versions
 from fundiff.train.data import Digits
 
 JUDGE_KIND = "fundiff-digit-judge"

@@ -12,10 +12,10 @@ from itertools import permutations
 
 import torch
 
-from fundiff import operations as ops
-from fundiff.denoisers.base import DiffusionModel
+from fundiff import parta as ops
+from fundiff.core.model import DiffusionModel
+from fundiff.core.views import make_view
 from fundiff.evaluate.judge import JudgeNet, predict
-from fundiff.sampling.views import make_view
 from fundiff.train.data import Digits
 
 DEFAULT = ops.Sampling()

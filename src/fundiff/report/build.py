@@ -15,46 +15,24 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
-from fundiff.commands.evaluate import default_judge_path
+from fundiff.cli.evaluate import default_judge_path
 from fundiff.errors import UserError
-from fundiff.figures import loss_comparison
-from fundiff.io import versions, write_json
+from fundiff.io.files import versions, write_json
+from fundiff.partb.figures import loss_comparison
 from fundiff.report import parta_stages as pa
 from fundiff.report import partb
+from fundiff.report.options import ReportOptions
 from fundiff.report.profiles import Profile, get_profile
 from fundiff.report.runner import Stage, guard_report_dir, run_stages
 
 DATASETS = ("mnist", "fashion")
 
 
-@dataclass(frozen=True)
-class ReportOptions:
-    out: Path = Path("report")
-    profile: str = "quick"
-    data: str = "mnist"
-    data_dir: Path | None = None
-    deepfloyd: str | None = None
-    stage_2: str | None = None
-    prompt_cache: Path | None = None
-    seed: int = 0
-    force: bool = False
-    device: str = "auto"
-
-    def command(self) -> str:
-        """The command line that rebuilds this report."""
-        parts = ["fundiff report", f"--out {self.out}", f"--profile {self.profile}"]
-        parts += [f"--data {self.data}"] if self.data != "mnist" else []
-        parts += [f"--data-dir {self.data_dir}"] if self.data_dir else []
-        parts += [f"--deepfloyd {self.deepfloyd}"] if self.deepfloyd else []
-        parts += [f"--stage-2 {self.stage_2}"] if self.stage_2 else []
-        parts += [f"--prompt-cache {self.prompt_cache}"] if self.prompt_cache else []
-        parts += [f"--seed {self.seed}"] if self.seed else []
-        return " ".join(parts)
 
 
 def partb_stages(o: ReportOptions, p: Profile) -> list[Stage]:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 from PIL import Image
 
 from fundiff.errors import UserError
-from fundiff.io import atomic_write
+from fundiff.io.files import atomic_write
 from fundiff.report.page import Figure, Page, Section, Table
 
 KATEX_DIR = Path(__file__).parent / "assets" / "katex"

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from fundiff import operations as ops
-from fundiff.denoisers.base import DiffusionModel
+from fundiff import parta as ops
+from fundiff.core.model import DiffusionModel
 from fundiff.evaluate.drawings import draw_digit, sklearn_digits
-from fundiff.figures import _rec
-from fundiff.images import box_mask, load_image
-from fundiff.io import atomic_write
-from fundiff.viz import save_gif, save_grid
+from fundiff.io.files import atomic_write
+from fundiff.io.images import box_mask, load_image
+from fundiff.io.pictures import save_gif, save_grid
+from fundiff.partb.figures import _rec
 
 TS = (75, 150, 225)
 I_STARTS = (1, 3, 5, 7, 10, 20)
@@ -150,7 +150,7 @@ HYBRIDS = ((0, 1), (8, 3), (4, 7))
 
 def anagrams(model: DiffusionModel, out: Path, seed: int, guidance: float, n: int = 2) -> list[dict]:
     """1.8: eps = (eps(x, a) + view^-1(eps(view(x), b))) / 2; rows of (upright, viewed) pairs."""
-    from fundiff.sampling.views import make_view
+    from fundiff.core.views import make_view
 
     cells = []
     for i, (a, b, view) in enumerate(ANAGRAMS):

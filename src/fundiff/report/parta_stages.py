@@ -19,7 +19,7 @@ PHOTOS = ("rocket", "astronaut", "chelsea", "coffee")
 
 @functools.cache
 def _model(device: str):
-    from fundiff.io import pick_device
+    from fundiff.io.files import pick_device
     from fundiff.models import load_diffusion_model
 
     return load_diffusion_model(DIGITS, pick_device(device))
@@ -81,7 +81,7 @@ def digit_stages(root: Path, p: Profile, seed: int, device: str) -> list[Stage]:
 
 
 def _evaluate(out: Path, p: Profile, seed: int, device: str) -> dict:
-    from fundiff.commands.evaluate_parta import run_evaluate_parta
+    from fundiff.cli.evaluate_parta import run_evaluate_parta
 
     res = run_evaluate_parta(DIGITS, out, p.parta_pairs, p.parta_per_pair, p.parta_per_target, 1.75, 33, None, seed,
                              True, device)
@@ -122,11 +122,11 @@ def _deepfloyd(out: Path, model: str, stage_2: str | None, cache: Path | None, p
                device: str) -> dict:
     """``fundiff parta`` (resumable) on the shipped photos and two pen drawings; a model that does not load
     (no weights, no licence, no token) makes the section say so instead of stopping the report."""
-    from fundiff.commands.deepfloyd import run_parta
-    from fundiff.commands.parta import Common
+    from fundiff.cli.deepfloyd import run_parta
+    from fundiff.cli.parta_run import Common
     from fundiff.evaluate.drawings import draw_digit
-    from fundiff.io import atomic_write
-    from fundiff.operations import Sampling
+    from fundiff.io.files import atomic_write
+    from fundiff.parta import Sampling
 
     drawings = []
     for digit, seed in ((2, 0), (4, 1)):

@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from fundiff.commands.evaluate import judge_for, run_evaluate
-from fundiff.commands.figures import run_figures
-from fundiff.commands.train import run_train
+from fundiff.cli.evaluate import judge_for, run_evaluate
+from fundiff.cli.figures import run_figures
+from fundiff.cli.train import run_train
 from fundiff.report.profiles import RunSpec
 from fundiff.train.checkpoint import RUN_FILE, read_run
 from fundiff.train.data import load_digits

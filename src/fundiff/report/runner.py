@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fundiff.errors import UserError
-from fundiff.io import write_json
+from fundiff.io.files import write_json
 
 STATE = ".report"
 

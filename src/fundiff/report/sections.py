@@ -15,7 +15,7 @@ from fundiff.report.profiles import Profile
 from fundiff.report.runner import StageResult
 
 if TYPE_CHECKING:
-    from fundiff.report.build import ReportOptions
+    from fundiff.report.options import ReportOptions
 
 Results = dict[str, StageResult]
 PROFILE_TEXT = {

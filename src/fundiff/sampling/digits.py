@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from fundiff.denoisers.base import EpsFn
-from fundiff.denoisers.fundiff_unet import unet_denoiser
+from fundiff.core.guidance import cfg, limited_interval
+from fundiff.core.loop import Callback, euler_loop, sample_loop
+from fundiff.core.model import EpsFn
+from fundiff.core.schedule import Schedule, evenly_spaced_timesteps, linear_schedule
 from fundiff.errors import UserError
+from fundiff.models.fundiff_unet import unet_denoiser
 from fundiff.nets.unet import UNet
-from fundiff.sampling.ddpm import Callback, euler_loop, sample_loop
-from fundiff.sampling.guidance import cfg, limited_interval
-from fundiff.schedule import Schedule, evenly_spaced_timesteps, linear_schedule
 from fundiff.train.recipes import Recipe
 
 SAMPLERS = ("ddpm", "ddim")

@@ -16,7 +16,7 @@ from safetensors import SafetensorError as SafetensorsError
 from safetensors.torch import load_file, safe_open, save_file
 
 from fundiff.errors import UserError
-from fundiff.io import atomic_write
+from fundiff.io.files import atomic_write
 from fundiff.nets.unet import UNet, UNetConfig
 from fundiff.train.recipes import Recipe
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from fundiff.core.schedule import linear_schedule
 from fundiff.errors import UserError
-from fundiff.io import versions, write_json, write_text
+from fundiff.io.files import versions, write_json, write_text
 from fundiff.nets.unet import UNet
-from fundiff.schedule import linear_schedule
 from fundiff.train import checkpoint as ckpt
 from fundiff.train.data import Digits, split_holdout
 from fundiff.train.objectives import ddpm_loss, denoiser_loss, flow_loss, one_hot_with_dropout

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fundiff.core.schedule import Schedule, forward_process
 from fundiff.nets.unet import UNet
-from fundiff.schedule import Schedule, forward_process
 
 
 def _randn(like: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
+from fundiff.io.pictures import plot_curves, save_grid
 from fundiff.nets.unet import UNet
 from fundiff.sampling.digits import class_grid_labels, generate
 from fundiff.train.recipes import Recipe
-from fundiff.viz import plot_curves, save_grid
 
 
 def denoise_examples(net: UNet, x: torch.Tensor, sigma: float, seed: int = 0, pure_noise: bool = False) -> torch.Tensor:

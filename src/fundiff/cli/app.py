@@ -1,0 +1,293 @@
+"""The ``fundiff`` command line. User mistakes print one line ("fundiff: error: ...") and exit 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fundiff.cli.parta import expand_multi_values, register
+from fundiff.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Fun With Diffusion Models: train, sample, edit and evaluate diffusion models.")
+judge_app = typer.Typer(no_args_is_help=True, help="The digit judge (a small classifier) used by evaluate.")
+app.add_typer(judge_app, name="judge")
+register(app)
+
+Opt = typer.Option
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="denoiser | time | class")],
+    recipe: Annotated[str | None, Opt(help="default (improved) | spec (exactly the spec's)")] = None,
+    objective: Annotated[str | None, Opt(help="ddpm | flow  [default: ddpm]")] = None,
+    data: Annotated[str | None, Opt(help="mnist | fashion  [default: mnist]")] = None,
+    data_dir: Annotated[Path | None, Opt(help="directory of IDX files (gzipped or not)")] = None,
+    download: Annotated[Path | None, Opt(help="download the full set with torchvision into this directory")] = None,
+    epochs: Annotated[int | None, Opt()] = None,
+    batch_size: Annotated[int | None, Opt()] = None,
+    lr: Annotated[float | None, Opt()] = None,
+    lr_schedule: Annotated[str | None, Opt(help="exponential | constant | cosine")] = None,
+    width: Annotated[int | None, Opt(help="hidden width D")] = None,
+    ema_decay: Annotated[float | None, Opt(help="EMA of the weights (0 = off)")] = None,
+    p_uncond: Annotated[float | None, Opt(help="class-dropout probability")] = None,
+    sigma: Annotated[float | None, Opt(help="denoiser noise level")] = None,
+    pure_noise: Annotated[bool, Opt("--pure-noise", help="denoiser trained on z = eps")] = False,
+    sample_epochs: Annotated[str | None, Opt(help="epochs that get weights and a sample grid, e.g. 1,5,20")] = None,
+    seed: Annotated[int | None, Opt()] = None,
+    precision: Annotated[str | None, Opt(help="fp32 | bf16 (autocast)")] = None,
+    guidance_interval: Annotated[str | None, Opt(help="noise levels t/T where CFG applies when sampling, "
+                                                 "e.g. 0.5,1")] = None,
+    out: Annotated[Path | None, Opt(help="run directory (default runs/MODEL-OBJECTIVE-RECIPE)")] = None,
+    resume: Annotated[bool, Opt("--resume", help="continue a run in --out")] = False,
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Train the spec's UNet (single-step denoiser, time- or class-conditioned) on digits."""
+    from fundiff.cli.train import run_train
+
+    overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, width=width,
+                     ema_decay=ema_decay, p_uncond=p_uncond, sigma=sigma, seed=seed, precision=precision,
+                     data=data, pure_noise=pure_noise or None, guidance_interval=_interval(guidance_interval),
+                     sample_epochs=_int_list(sample_epochs, "--sample-epochs") if sample_epochs else None)
+    run_train(model, objective, recipe, overrides, data_dir, download, out, resume, device)
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory or a weights file")],
+    classes: Annotated[str, Opt(help="digits, e.g. 0-9 or 3,5")] = "0-9",
+    per_class: Annotated[int, Opt()] = 4,
+    guidance: Annotated[float, Opt(help="CFG scale gamma")] = 5.0,
+    sampler: Annotated[str, Opt(help="ddpm | ddim (flow models use Euler)")] = "ddpm",
+    steps: Annotated[int | None, Opt(help="sampling steps (default: T for ddpm/flow, 50 for ddim)")] = None,
+    epoch: Annotated[int | None, Opt(help="use the weights saved after this epoch")] = None,
+    seed: Annotated[int, Opt()] = 0,
+    gif: Annotated[bool, Opt("--gif", help="also write a GIF of the trajectory")] = False,
+    clip: Annotated[bool | None, Opt("--clip/--no-clip", help="clamp x0_hat to [0, 1] (default: recipe)")] = None,
+    precision: Annotated[str | None, Opt(help="fp32 | bf16 autocast for the net (default: the recipe's)")] = None,
+    guidance_interval: Annotated[str | None, Opt(help="noise levels t/T where CFG applies, e.g. 0.5,1 "
+                                                 "(default: the recipe's)")] = None,
+    out: Annotated[Path | None, Opt(help="output directory (default RUN_DIR/sample-...)")] = None,
+    device: Annotated[str, Opt()] = "auto",
+) -> None:
+    """Sample digits: PNG grid, samples.npz (uint8 N x 28 x 28 + labels), optional GIF, and sample.json."""
+    from fundiff.cli.sample import run_sample
+
+    run_sample(run_dir, _int_list(classes, "--classes"), per_class, guidance, sampler, steps, epoch, seed, gif,
+               out, device, clip, precision, _interval(guidance_interval))
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a class-conditioned training run directory")],
+    per_class: Annotated[int, Opt()] = 40,
+    guidance: Annotated[float, Opt()] = 5.0,
+    sampler: Annotated[str, Opt(help="ddpm | ddim")] = "ddpm",
+    steps: Annotated[int | None, Opt()] = None,
+    epoch: Annotated[int | None, Opt()] = None,
+    seed: Annotated[int, Opt()] = 0,
+    judge: Annotated[Path | None, Opt(help="judge weights (default: trained on the run's data if missing)")] = None,
+    clip: Annotated[bool | None, Opt("--clip/--no-clip", help="clamp x0_hat to [0, 1] (default: recipe)")] = None,
+    precision: Annotated[str | None, Opt(help="fp32 | bf16 autocast for the net (default: the recipe's)")] = None,
+    guidance_interval: Annotated[str | None, Opt(help="noise levels t/T where CFG applies, e.g. 0.5,1 "
+                                                 "(default: the recipe's)")] = None,
+    device: Annotated[str, Opt()] = "auto",
+) -> None:
+    """Judge accuracy (per class, overall) and Frechet distance vs held-out digits, with the real-vs-real baseline."""
+    from fundiff.cli.evaluate import run_evaluate
+
+    run_evaluate(run_dir, per_class, guidance, sampler, steps, epoch, seed, judge, device, clip, precision,
+                 _interval(guidance_interval))
+
+
+@app.command("evaluate-parta")
+def evaluate_parta(
+    model: Annotated[str, Opt(help="a class-conditioned digit model: digits (shipped), a run dir or weights")]
+    = "digits",
+    out: Annotated[Path, Opt(help="output directory")] = Path("runs/parta-eval"),
+    pairs: Annotated[int, Opt(help="class pairs for anagrams and hybrids")] = 30,
+    per_pair: Annotated[int, Opt(help="images per pair")] = 4,
+    per_target: Annotated[int, Opt(help="edited real digits per target class")] = 20,
+    hybrid_kernel: Annotated[int, Opt()] = 33,
+    hybrid_sigma: Annotated[float, Opt(help="low-pass sigma (1.75 balances the two readings at 28 px)")] = 1.75,
+    guidance: Annotated[float | None, Opt(help="CFG scale (default: the model's)")] = None,
+    seed: Annotated[int, Opt()] = 0,
+    force: Annotated[bool, Opt("--force")] = False,
+    device: Annotated[str, Opt()] = "auto",
+) -> None:
+    """Judge-measured Part A: class edits, anagrams (flip, rotate_90), hybrids, SDEdit of drawings."""
+    from fundiff.cli.evaluate_parta import run_evaluate_parta
+
+    if min(pairs, per_pair, per_target) < 1:
+        raise UserError("--pairs, --per-pair and --per-target must be at least 1")
+    run_evaluate_parta(model, out, min(pairs, 90), per_pair, per_target, hybrid_sigma, hybrid_kernel, guidance,
+                       seed, force, device)
+
+
+@judge_app.command("train")
+def judge_train(
+    data: Annotated[str, Opt(help="mnist | fashion")] = "mnist",
+    data_dir: Annotated[Path | None, Opt()] = None,
+    epochs: Annotated[int, Opt()] = 8,
+    out: Annotated[Path | None, Opt(help="judge file (default: the cache used by evaluate)")] = None,
+    force: Annotated[bool, Opt("--force", help="overwrite an existing judge")] = False,
+) -> None:
+    """Train the digit judge on the training split and report its held-out accuracy."""
+    from fundiff.cli.evaluate import run_judge_train
+
+    run_judge_train(data, data_dir, epochs, out, force)
+
+
+@app.command()
+def figures(
+    runs: Annotated[list[Path], typer.Argument(help="training run directories (denoiser, time, class, ...)")],
+    out: Annotated[Path | None, Opt(help="output directory (default: RUN_DIR/figures for one run)")] = None,
+    sampler: Annotated[str, Opt(help="ddpm | ddim for DDPM runs")] = "ddpm",
+    steps: Annotated[int | None, Opt()] = None,
+    seed: Annotated[int, Opt()] = 0,
+    device: Annotated[str, Opt()] = "auto",
+) -> None:
+    """Every Part B figure the runs allow: noising, loss curves, denoiser results, OOD test, samples, GIFs."""
+    from fundiff.cli.figures import run_figures
+
+    run_figures(runs, out, sampler, steps, seed, device)
+
+
+@app.command()
+def report(
+    out: Annotated[Path, Opt(help="report directory: index.html, the runs, the figures, report.log")] = Path("report"),
+    profile: Annotated[str, Opt(help="quick (13.5 min measured on a 2-core CPU) | spec (the spec's recipes "
+                                     "exactly; hours)")]
+    = "quick",
+    data: Annotated[str, Opt(help="mnist | fashion (Part B training data)")] = "mnist",
+    data_dir: Annotated[Path | None, Opt(help="directory of IDX files to train on (gzipped or not)")] = None,
+    deepfloyd: Annotated[str | None, Opt(help="also run Part A on DeepFloyd IF: deepfloyd[:IF-I-M-v1.0] or a local "
+                                         "IF stage I directory")] = None,
+    stage_2: Annotated[str | None, Opt("--stage-2", help="DeepFloyd stage II (default IF-II-L-v1.0)")] = None,
+    prompt_cache: Annotated[Path | None, Opt(help="DeepFloyd prompt-embedding cache (.pth or .safetensors)")] = None,
+    seed: Annotated[int, Opt()] = 0,
+    force: Annotated[bool, Opt("--force", help="rebuild from scratch what an earlier report left in --out")] = False,
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """The whole illustrated write-up: run (or reuse) every Part A and Part B deliverable, write OUT/index.html."""
+    from fundiff.report.build import ReportOptions, run_report
+
+    run_report(ReportOptions(out, profile, data, data_dir, deepfloyd, stage_2, prompt_cache, seed, force, device))
+
+
+@app.command()
+def embed(
+    prompts: Annotated[list[str] | None, typer.Argument(help="prompts to embed, e.g. 'a photo of a dog'")] = None,
+    model: Annotated[str, Opt(help="DeepFloyd stage I whose T5 encoder to use: deepfloyd[:NAME] or a local IF dir")]
+    = "deepfloyd",
+    cache: Annotated[Path | None, Opt(help="cache file, .pth (the assignment's format) or .safetensors (default "
+                                      "$FUNDIFF_PROMPT_CACHE or ~/.cache/fundiff/prompt_embeds.pth)")] = None,
+    assignment: Annotated[bool, Opt("--assignment", help="also the assignment's 14 prompts")] = False,
+    merge: Annotated[list[Path] | None, Opt(help="copy another cache file in (either format)")] = None,
+    recompute: Annotated[bool, Opt("--recompute", help="recompute prompts already cached")] = False,
+    dtype: Annotated[str, Opt(help="auto | fp32 | fp16 | bf16 (8-bit on CUDA when bitsandbytes is installed)")]
+    = "auto",
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """DeepFloyd: compute T5 prompt embeddings [1, 77, 4096] into the cache every command reads first."""
+    from fundiff.cli.deepfloyd import run_embed
+
+    run_embed(prompts or [], model, cache, device, dtype, assignment, merge or [], recompute)
+
+
+@app.command()
+def parta(
+    image: Annotated[Path, Opt(help="the test image (the Campanile), any size and format")],
+    own: Annotated[list[Path] | None, Opt(help="images of your own for 1.7, 1.7.2, 1.7.3 (two)")] = None,
+    web: Annotated[Path | None, Opt(help="a web image for 1.7.1")] = None,
+    drawing: Annotated[list[Path] | None, Opt(help="hand-drawn images for 1.7.1 (two)")] = None,
+    model: Annotated[str, Opt(help="deepfloyd[:IF-I-M-v1.0|:IF-I-XL-v1.0] or a local IF stage I directory")]
+    = "deepfloyd",
+    stage_2: Annotated[str | None, Opt("--stage-2", help="deepfloyd:IF-II-L-v1.0 (default), deepfloyd:IF-II-M-v1.0 "
+                                       "or a local directory")] = None,
+    upsample: Annotated[bool, Opt("--upsample/--no-upsample", help="every result through stage II too")] = True,
+    steps_1: Annotated[list[int] | None, Opt("--steps-1", help="Part 0 stage I steps (default 20 50)")] = None,
+    steps_2: Annotated[int | None, Opt("--steps-2", help="stage II steps (default: Part 0 as stage I, else 50)")]
+    = None,
+    stride: Annotated[int, Opt(help="stride of the strided timesteps (spec: 30 -> 990, 960, ..., 0)")] = 30,
+    n: Annotated[int, Opt(help="samples for 1.5 and 1.6")] = 5,
+    seed: Annotated[int, Opt(help="the assignment's seed")] = 180,
+    cache: Annotated[Path | None, Opt(help="prompt-embedding cache (.pth or .safetensors)")] = None,
+    dtype: Annotated[str, Opt(help="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16")] = "auto",
+    offload: Annotated[bool, Opt("--offload", help="model CPU offload (less GPU memory)")] = False,
+    out: Annotated[Path, Opt(help="output folder (rerun to resume)")] = Path("outputs/parta-deepfloyd"),
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """DeepFloyd: every Part A deliverable (0, 1.1-1.9) into one folder, resumable."""
+    from fundiff.cli.deepfloyd import run_parta
+    from fundiff.cli.parta_run import Common
+    from fundiff.parta import Sampling
+
+    base = Common(model, None, None, None, seed, Sampling(), out, True, device, upsample, stage_2, steps_2, cache,
+                  dtype, offload)
+    run_parta(image, own or [], web, drawing or [], out, base, steps_1 or [20, 50], stride, n)
+
+
+def _interval(text: str | None) -> tuple[float, float] | None:
+    """'0.5,1' -> (0.5, 1.0); None stays None."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--guidance-interval {text!r} is not two numbers like 0.5,1") from None
+    if not 0 <= lo < hi <= 1:
+        raise UserError(f"--guidance-interval {text!r} must satisfy 0 <= low < high <= 1")
+    return lo, hi
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    """'0-9' or '1,5,20' or '3' -> ints."""
+    try:
+        out: list[int] = []
+        for part in text.split(","):
+            a, _, b = part.strip().partition("-")
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+        return out
+    except ValueError:
+        raise UserError(f"{flag} {text!r} is not a list of integers like 0-9 or 1,5,20") from None
+
+
+def main() -> None:
+    """Entry point: runs the app; a UserError becomes one line on stderr and exit code 2."""
+    try:
+        code = app(args=expand_multi_values(sys.argv[1:]), prog_name="fundiff", standalone_mode=False)
+    except UserError as e:
+        print(f"fundiff: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        _interrupted()
+    except Exception as e:  # click's (or typer's vendored click's) own usage errors, by duck type
+        name = type(e).__name__
+        if name == "Exit":
+            sys.exit(getattr(e, "exit_code", 0))
+        if name == "Abort":
+            _interrupted()
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            if e.format_message():
+                print(f"fundiff: error: {e.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        raise
+    if code == 130:  # typer turns Ctrl-C into exit code 130, returned (not raised) outside standalone mode
+        _interrupted()
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _interrupted() -> None:
+    print("fundiff: interrupted; run the same command again to continue (fundiff train: add --resume)",
+          file=sys.stderr)
+    sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

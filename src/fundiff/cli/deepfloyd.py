@@ -1,0 +1,158 @@
+"""DeepFloyd IF commands: ``fundiff embed`` (prompt embeddings), ``fundiff parta`` (the whole Part A deliverable
+set), and the stage-II outputs every Part A command writes with ``--upsample``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+
+from fundiff.cli.parta_run import (
+    Common,
+    run_anagram,
+    run_denoise,
+    run_edit,
+    run_generate,
+    run_hybrid,
+    run_inpaint,
+    run_noise,
+)
+from fundiff.errors import UserError
+from fundiff.io.files import pick_device, versions, write_json
+from fundiff.models.deepfloyd.prompts import (
+    ASSIGNMENT_PROMPTS,
+    DEFAULT_PROMPT,
+    PromptEmbeddings,
+    default_cache_path,
+    load_cache,
+    save_cache,
+    t5_loader,
+)
+from fundiff.models.deepfloyd.stage1 import LoadOptions, resolve_source
+
+PART0_PROMPTS = ("an oil painting of a snowy mountain village", "a man wearing a hat", "a rocket ship")
+ANAGRAMS = (("an oil painting of an old man", "an oil painting of people around a campfire"),
+            ("an oil painting of a snowy mountain village", "a photo of the amalfi cost"),
+            ("a lithograph of waterfalls", "a lithograph of a skull"))
+HYBRIDS = (("a lithograph of a skull", "a lithograph of waterfalls"),
+           ("a photo of a dog", "a photo of the amalfi cost"),
+           ("a man wearing a hat", "a pencil"))
+"""(low = seen from far, high = seen close up)."""
+I_STARTS = [1, 3, 5, 7, 10, 20]
+TOWER_TOP = [24, 2, 40, 30]
+"""x0 y0 x1 y1 of the Campanile's top in the 64 px test image (the course's mask[2:30, 24:40])."""
+
+
+# ----- fundiff embed -----
+
+def run_embed(prompts: list[str], model: str, cache: Path | None, device: str, dtype: str, assignment: bool,
+              merge: list[Path], recompute: bool) -> Path:
+    """Compute the T5 embeddings of ``prompts`` (and the assignment's 14 with ``assignment``) into the cache;
+    ``merge`` copies other cache files in (either format), e.g. the assignment's ``prompt_embeds_dict.pth``."""
+    path = Path(cache) if cache is not None else default_cache_path()
+    prompts = list(dict.fromkeys([*prompts, *(ASSIGNMENT_PROMPTS if assignment else ())]))
+    if not prompts and not merge:
+        raise UserError("give prompts to embed, --assignment, or --merge FILE")
+    source, local = resolve_source(model, 1)
+    opts = LoadOptions(str(pick_device(device)), dtype)
+    load, reason = t5_loader(source, local, opts.device, opts.torch_dtype())
+    store = PromptEmbeddings(path, load, None, model, reason)
+    for other in merge:
+        if not Path(other).is_file():
+            raise UserError(f"--merge {other}: no such file")
+        store.cache.update(load_cache(Path(other)))
+    if recompute:
+        for p in prompts:
+            store.cache.pop(p, None)
+    computed = store.ensure(prompts)
+    if merge and not computed:
+        save_cache(path, store.cache)
+    typer.echo(f"{len(computed)} computed, {len(prompts) - len(computed)} already cached; "
+               f"{len(store.cache)} prompts in {path}")
+    return path
+
+
+# ----- fundiff parta -----
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:48] or "empty"
+
+
+def _pair(i: int, a: str, b: str) -> str:
+    """'1-an_old_man-people_around_a_campfire' for ('an oil painting of an old man', '... of people around ...')."""
+    return f"{i + 1}-{_slug(a.split(' of ')[-1])}-{_slug(b.split(' of ')[-1])}"
+
+
+class Deliverables:
+    """The Part A folder: one subfolder per result; a finished one (its args.json written) is skipped on rerun."""
+
+    def __init__(self, out: Path, base: Common) -> None:
+        self.out, self.base, self.done, self.ran = Path(out), base, [], []
+
+    def __call__(self, name: str, fn, *args, **common) -> None:
+        folder = self.out / name
+        if (folder / "args.json").is_file():
+            self.done.append(name)
+            return
+        typer.echo(f"[parta] {name}")
+        fn(*args, replace(self.base, out=folder, force=True, **common))
+        self.ran.append(name)
+
+
+def run_parta(image: Path, own: list[Path], web: Path | None, drawings: list[Path], out: Path, base: Common,
+              steps_1: list[int], stride: int, n: int) -> Path:
+    """Every Part A deliverable of spec.md (Part 0, 1.1-1.9) with the spec's prompts, timesteps, i_start values,
+    gamma 7 and seed, each upsampled by stage II unless --no-upsample, into ``out``; rerunning resumes."""
+    for p in [image, *own, *drawings, *([web] if web else [])]:
+        if not Path(p).is_file():
+            raise UserError(f"{p}: no such image file")
+    base = replace(base, sampling=replace(base.sampling, stride=stride, steps=None))
+    _embed_all(base)
+    d = Deliverables(out, base)
+    for steps in steps_1:
+        for prompt in PART0_PROMPTS:
+            d(f"0_text_to_image/steps{steps}-{_slug(prompt)}", lambda c: run_generate(1, False, c), prompt=prompt,
+              sampling=replace(base.sampling, stride=None, steps=steps), steps_2=base.steps_2 or steps)
+    d("1.1_forward", lambda c: run_noise(image, [250, 500, 750], c))
+    d("1.2-1.3_denoise", lambda c: run_denoise(image, [250, 500, 750], "all", (5, 2.0), c), guidance=1.0)
+    d("1.4_iterative", lambda c: run_denoise(image, [690], "all", (5, 2.0), c), guidance=1.0)
+    d("1.5_sampling", lambda c: run_generate(n, False, c), guidance=1.0)
+    d("1.6_cfg", lambda c: run_generate(n, False, c), guidance=7.0)
+    named = [("test", image), *((f"own{i + 1}", p) for i, p in enumerate(own))]
+    extra = [*([("web", web)] if web else []), *((f"drawn{i + 1}", p) for i, p in enumerate(drawings))]
+    for tag, img in named:
+        d(f"1.7_sdedit/{tag}", lambda c, im=img: run_edit(im, I_STARTS, False, "no", c), guidance=7.0)
+    for tag, img in extra:
+        d(f"1.7.1_web_and_drawn/{tag}", lambda c, im=img: run_edit(im, I_STARTS, False, "no", c), guidance=7.0)
+    for tag, img in named:
+        box = TOWER_TOP if tag == "test" else [16, 16, 48, 48]
+        d(f"1.7.2_inpaint/{tag}", lambda c, im=img, b=box: run_inpaint(im, None, b, c), guidance=7.0)
+    for tag, img in named + extra:
+        d(f"1.7.3_text/{tag}", lambda c, im=img: run_edit(im, I_STARTS, False, "no", c), prompt="a rocket ship",
+          guidance=7.0)
+    for i, pair in enumerate(ANAGRAMS):
+        d(f"1.8_anagram/{_pair(i, *pair)}", lambda c, p=pair: run_anagram(list(p), ["flip"], 1, c), guidance=7.0)
+    for i, (low, high) in enumerate(HYBRIDS):
+        d(f"1.9_hybrid/{_pair(i, low, high)}", lambda c, lo=low, hi=high: run_hybrid(lo, hi, None, 1, 33, [2.0], c),
+          guidance=7.0)
+    write_json(Path(out) / "parta.json", {"model": base.model, "stage_2": base.stage_2, "seed": base.seed,
+                                          "upsample": base.upsample, "stride": stride, "steps_1": steps_1,
+                                          "steps_2": base.steps_2, "ran": d.ran, "already_done": d.done,
+                                          "versions": versions()})
+    typer.echo(f"Part A: {len(d.ran)} sections written, {len(d.done)} already done, in {out}")
+    return Path(out)
+
+
+def _embed_all(c: Common) -> None:
+    """Look up (or compute, loading T5 once) every prompt the deliverables use, then free the encoder."""
+    from fundiff.models import load_diffusion_model
+
+    model = load_diffusion_model(c.model, pick_device(c.device), prompt_cache=c.cache, dtype=c.dtype,
+                                 offload=c.offload)
+    if model.conditioning != "prompt":
+        raise UserError(f"fundiff parta runs DeepFloyd IF (--model deepfloyd); {c.model} is not a prompt model")
+    pairs = [p for pair in ANAGRAMS + HYBRIDS for p in pair]
+    model.prompts.ensure(["", DEFAULT_PROMPT, "a rocket ship", *PART0_PROMPTS, *pairs])
+    model.prompts.release_encoder()

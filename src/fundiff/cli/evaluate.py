@@ -1,0 +1,106 @@
+"""``fundiff evaluate`` and ``fundiff judge train``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import typer
+
+from fundiff.cli.sample import check_sampling_args, sample_images, sampling_recipe, save_npz, settings_name
+from fundiff.errors import UserError
+from fundiff.evaluate.judge import load_judge, save_judge, train_judge
+from fundiff.evaluate.metrics import accuracy_table, frechet_report
+from fundiff.io.files import pick_device, versions, write_json
+from fundiff.io.pictures import save_grid
+from fundiff.sampling.digits import class_grid_labels
+from fundiff.train.checkpoint import load_model, read_run
+from fundiff.train.data import load_digits, split_holdout
+
+
+def default_judge_path(data: str, data_dir: Path | None = None) -> Path:
+    """The judge in the user's cache: one per data set, and one per --data-dir (its images differ)."""
+    root = Path(os.environ.get("FUNDIFF_CACHE", Path.home() / ".cache" / "fundiff"))
+    if data_dir is None:
+        return root / f"judge-{data}.safetensors"
+    tag = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
+    return root / f"judge-{data}-{tag}.safetensors"
+
+
+def run_judge_train(data: str, data_dir: Path | None, epochs: int, out: Path | None, force: bool) -> Path:
+    if epochs < 1:
+        raise UserError("--epochs must be at least 1")
+    out = Path(out) if out is not None else default_judge_path(data, data_dir)
+    if out.exists() and not force:
+        raise UserError(f"{out} exists; pass --force to retrain it")
+    digits = load_digits(data, data_dir)
+    train, held = split_holdout(digits)
+    net, info = train_judge(train, held, epochs)
+    info.update(data=digits.source, dataset=data)
+    save_judge(out, net, info)
+    typer.echo(f"judge: held-out accuracy {info['held_out_accuracy']:.4f} on {len(held)} digits "
+               f"({info['seconds']} s) -> {out}")
+    return out
+
+
+def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | None = None):
+    """The judge ``judge``, or the cached one of the data (trained on ``data_dir`` first if missing)."""
+    path = Path(judge) if judge is not None else default_judge_path(data, data_dir)
+    if judge is None and not path.exists():
+        typer.echo(f"no judge at {path}: training one (about a minute)")
+        run_judge_train(data, data_dir, 8, path, False)
+    net, info = load_judge(path)
+    if info.get("data") != data_source:
+        raise UserError(f"judge {path} was trained on {info.get('data')!r}, the run on {data_source!r}")
+    return net, info, path
+
+
+def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, steps: int | None, epoch: int | None,
+                 seed: int, judge: Path | None, device: str, clip: bool | None = None,
+                 precision: str | None = None, interval: tuple[float, float] | None = None) -> dict:
+    info = read_run(run_dir)
+    net, recipe, ep = load_model(run_dir, epoch, pick_device(device))
+    recipe = sampling_recipe(recipe, precision, interval)
+    if recipe.model != "class":
+        raise UserError(f"evaluate needs a class-conditioned run; {run_dir} is a {recipe.model} model")
+    check_sampling_args(recipe, list(range(10)), per_class, guidance, steps, sampler)
+    data_dir = _data_dir(info)
+    digits = load_digits(recipe.data, data_dir)
+    if digits.source != info["data"]["source"]:
+        raise UserError(f"the run was trained on {info['data']['source']}, but {digits.source} is what loads now")
+    train, held = split_holdout(digits, recipe.holdout_per_class)
+    judge_net, judge_info, judge_path = judge_for(recipe.data, digits.source, judge, data_dir)
+    labels = class_grid_labels(list(range(10)), per_class)
+    t0 = time.perf_counter()
+    x = sample_images(net, recipe, labels, len(labels), guidance, sampler, steps, seed, desc="evaluate", clip=clip)
+    seconds = time.perf_counter() - t0
+    name = settings_name("eval", ep, recipe, sampler, steps, guidance, seed, clip)
+    out = Path(run_dir) / name
+    result = {
+        "run": str(run_dir), "epoch": ep, "sampler": sampler if recipe.objective == "ddpm" else "euler",
+        "steps": steps or (50 if sampler == "ddim" and recipe.objective == "ddpm" else recipe.T),
+        "guidance": guidance, "seed": seed, "per_class": per_class,
+        "clip_x0": recipe.clip_x0 if clip is None else clip, "precision": recipe.precision,
+        "guidance_interval": list(recipe.guidance_interval),
+        "accuracy": accuracy_table(judge_net, x, labels),
+        **frechet_report(judge_net, x, train, held, per_class),
+        "sampling_seconds": round(seconds, 1), "judge": {"path": str(judge_path), **judge_info},
+        "versions": versions(),
+    }
+    save_grid(x, out / "samples.png", nrow=10)
+    save_npz(out / "samples.npz", x, labels)
+    write_json(out / "eval.json", result)
+    acc = result["accuracy"]
+    typer.echo(f"judge accuracy {acc['overall']:.4f}  per class {acc['per_class']}")
+    typer.echo(f"Frechet distance {result['frechet']:.3f}  real-vs-real {result['frechet_real_vs_real']:.3f}  "
+               f"ratio {result['ratio']:.2f}  (n={len(x)}; sampling {seconds:.0f} s) -> {out}/eval.json")
+    return {**result, "dir": str(out)}
+
+
+def _data_dir(info: dict) -> Path | None:
+    src = info["data"]["source"]
+    if src.startswith("IDX train files in "):
+        return Path(src[len("IDX train files in "):])
+    return None

@@ -1,0 +1,88 @@
+"""The stage-II outputs every Part A command writes with ``--upsample`` (DeepFloyd): each result at 256 px."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fundiff.core import edits
+from fundiff.core.model import Condition
+from fundiff.io.images import load_image
+from fundiff.io.pictures import save_grid
+from fundiff.parta import Sampling
+
+Run = Any
+"""A :class:`fundiff.cli.parta_run.Run` (not imported: that module imports this one)."""
+Common = Any
+
+
+def stage_2(run: Run):
+    """The run's stage II, loaded once (same device, dtype, offload and prompt cache as stage I)."""
+    if run.stage_2 is None:
+        from fundiff.models.deepfloyd.stage2 import load_upsampler
+
+        run.stage_2 = load_upsampler(run.model, run.common.stage_2)
+    return run.stage_2
+
+
+def stage2_sampling(c: Common) -> Sampling:
+    """--steps-2 M evenly spaced steps; default diffusers' 50 (980, 960, ..., 0)."""
+    from fundiff.models.deepfloyd.stage2 import STAGE2_SAMPLING
+
+    base = STAGE2_SAMPLING if c.steps_2 is None else Sampling(steps=c.steps_2)
+    return replace(base, sampler=c.sampling.sampler, clip=c.sampling.clip)
+
+
+def save_upsampled(run: Run, stem: str, x: torch.Tensor, condition: Condition = None, **how) -> torch.Tensor:
+    """Stage II of ``x`` (N, 3, 64, 64): ``{stem}_256[_NN].png`` and a grid. ``how``: ``conditions`` + ``views``
+    (anagram, also saved under each view), ``conditions`` + ``kernel`` + ``sigmas`` (hybrid), ``image`` + ``mask``
+    (inpainting, also blended with the 256 px original), ``image`` + ``ts`` (forward process at 256 px)."""
+    from fundiff.models.deepfloyd import stage2 as us
+
+    c, up = run.common, stage_2(run)
+    args = dict(guidance=None, seed=c.seed, sampling=stage2_sampling(c))
+    if "ts" in how:
+        return _noise_256(run, Path(how["image"]), how["ts"])
+    if "views" in how:
+        hr = us.upsample_anagram(up, x, how["conditions"], how["views"], **args)
+        shown = [us.make_view(v, up.image_size).view(hr) for v in how["views"]]
+        names = [f"{i:02d}_{v}" for i in range(len(hr)) for v in how["views"]]
+        _save_all(run, torch.stack(shown, 1).flatten(0, 1), stem, len(how["views"]), names)
+        return hr
+    if "sigmas" in how:
+        hr = us.upsample_hybrid(up, x, how["conditions"], how["kernel"], how["sigmas"], **args)
+        far = us.hybrid_bands(how["kernel"], [max(how["sigmas"])], up.image_size // x.shape[-1])[0](hr)
+        names = [f"{i:02d}{side}" for i in range(len(hr)) for side in ("", "_far")]
+        _save_all(run, torch.stack([hr, far], 1).flatten(0, 1), stem, 2, names)
+        return hr
+    if "mask" in how:
+        original = load_image(Path(how["image"]), up.image_size, 3)
+        hr, blended = us.upsample_inpainting(up, x, original, how["mask"], condition, **args)
+        _save_all(run, torch.cat([original, hr, blended]), stem, 3, names=["original", "raw", "blended"])
+        return blended
+    hr = us.upsample(up, x, condition, **args)
+    _save_all(run, hr, stem, min(len(hr), 10))
+    return hr
+
+
+def _save_all(run: Run, images: torch.Tensor, stem: str, nrow: int, names: list[str] | None = None) -> None:
+    for i, img in enumerate(images):
+        suffix = f"_{names[i]}" if names else (f"_{i:02d}" if len(images) > 1 else "")
+        run.image(img[None], f"{stem}_256{suffix}.png")
+    if len(images) > 1:
+        save_grid(images, run.dir / f"{stem}_256_grid.png", nrow=nrow, scale=1)
+        run.files.append(f"{stem}_256_grid.png")
+
+
+def _noise_256(run: Run, image: Path, ts: list[int]) -> torch.Tensor:
+    """The forward process at 256 px (nothing for stage II to denoise): the image at 256, noised to each t."""
+    x0 = load_image(image, stage_2(run).image_size, 3) * 2 - 1
+    g = torch.Generator().manual_seed(run.common.seed)
+    noisy = [((edits.noise_to(x0, k, run.model.schedule, g) + 1) / 2).clamp(0, 1) for k in ts]
+    _save_all(run, torch.cat([(x0 + 1) / 2, *noisy]), "noisy", len(ts) + 1, ["input", *(f"t{k}" for k in ts)])
+    return torch.cat(noisy)
+
+
