@@ -4,7 +4,8 @@
 picks another size; a local directory holding an ``IFPipeline`` (``model_index.json``) loads from disk.
 The pipeline is loaded with ``IFPipeline.from_pretrained(source, variant="fp16", torch_dtype=...)`` and no
 text encoder: prompts come from :class:`~fundiff.models.deepfloyd.prompts.PromptEmbeddings`, whose T5
-encoder is loaded only for a prompt missing from the cache. The UNet is called as ``unet(x_t, t, encoder_hidden_states=emb)`` and
+encoder is loaded only for a prompt missing from the cache.
+The UNet is called as ``unet(x_t, t, encoder_hidden_states=emb)`` and
 its 6 output channels are split into eps (0-2) and the learned-range variance v (3-5), so fundiff's
 sampler takes log var = frac log beta_t + (1 - frac) log posterior, frac = (v + 1) / 2.
 """
