@@ -13,8 +13,10 @@ import time
 
 import torch
 
+from fundiff import parta
+from fundiff.core.sampling import Sampling
+from fundiff.models.fundiff_unet import fundiff_model
 from fundiff.nets.unet import UNet, UNetConfig
-from fundiff.sampling.digits import class_grid_labels, generate
 from fundiff.train.recipes import make_recipe
 
 
@@ -46,10 +48,11 @@ def sample_variant(width: int, n: int, sampler: str, steps: int, channels_last: 
     net = UNet(UNetConfig(width, "class")).eval()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    labels = class_grid_labels(list(range(10)), n // 10)
+    model = fundiff_model(net, recipe, "bench", torch.device("cpu"))
+    labels = list(range(10)) * (n // 10)
 
     def run() -> int:
-        generate(net, recipe, n, labels, 5.0, sampler, steps, seed=0)
+        parta.generate(model, labels, len(labels), guidance=5.0, seed=0, sampling=Sampling(sampler=sampler, steps=steps))
         return n
 
     return run

@@ -1,6 +1,7 @@
 """Pin the outputs of every command for fixed seeds, to compare bytes before and after a restructure.
 
     python tools/pin_outputs.py OUT_DIR            # runs every command, writes OUT_DIR/pins.json
+    python tools/pin_outputs.py OUT_DIR --old-defaults   # the digit commands with the old Part A loop's options
     python tools/pin_outputs.py --compare A.json B.json
 
 Each command runs through ``fundiff.cli.main`` (the console script's code path) on the shipped digit model,
@@ -21,7 +22,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SUFFIXES = (".png", ".gif", ".npz", ".safetensors")
 
 
-def digit_commands(img: Path) -> dict[str, list]:
+OLD_PART_A = ["--stride", 9, "--variance", "posterior", "--guidance-interval", "0,1"]
+"""The Part A loop the digit commands ran before the unified path (with --old-defaults)."""
+
+
+def digit_commands(img: Path, old: bool = False) -> dict[str, list]:
+    extra = OLD_PART_A if old else []
+    return {name: [*args, *extra] + (["--sigma", 2.0] if old and name == "hybrid" else [])
+            for name, args in _digit_commands(img).items()}
+
+
+def _digit_commands(img: Path) -> dict[str, list]:
     return {
         "noise": ["noise", img, "--t", 50, 150],
         "denoise": ["denoise", img, "--t", 150, "--class", 3],
@@ -74,7 +85,7 @@ def photo(path: Path) -> Path:
     return path
 
 
-def pin(out: Path) -> dict:
+def pin(out: Path, old: bool = False) -> dict:
     torch.set_num_threads(1)
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_if import tiny_if
@@ -84,7 +95,7 @@ def pin(out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     digit = out / "drawn3.png"
     draw_digit(3, seed=0).save(digit)
-    commands = digit_commands(digit) | if_commands(photo(out / "photo.jpg"), tiny_if())
+    commands = digit_commands(digit, old) | if_commands(photo(out / "photo.jpg"), tiny_if())
     run_dir = out / "runs" / "class"
     commands |= {
         "train": ["train", "class", "--width", 8, "--epochs", 1, "--out", run_dir],
@@ -124,4 +135,4 @@ def compare(a: Path, b: Path) -> int:
 if __name__ == "__main__":
     if sys.argv[1] == "--compare":
         sys.exit(1 if compare(Path(sys.argv[2]), Path(sys.argv[3])) else 0)
-    pin(Path(sys.argv[1]))
+    pin(Path(sys.argv[1]), old="--old-defaults" in sys.argv)

@@ -1,95 +1,96 @@
 """Part A operations (spec.md 1.1-1.9) on any :class:`DiffusionModel`: the Python API behind the CLI.
 
-Images go in and come out in [0, 1] as (N, C, H, W); each operation converts to the model's data
-range, runs the samplers of :mod:`fundiff.sampling` over bound denoisers, and converts back. Every
-random draw comes from one ``torch.Generator`` seeded with ``seed``: the same seed, the same image.
+Images go in and come out in [0, 1] as (N, C, H, W) tensors; each operation converts to the model's data
+range, runs the one sampling loop of :mod:`fundiff.core.loop` over wrapped denoisers, and converts back.
+Sampling settings not given come from the model's card (``model.sampling``). Every random draw comes from
+one ``torch.Generator`` seeded with ``seed``: the same seed, the same image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import torch
 
 from fundiff.core import edits
 from fundiff.core.bands import frequency_bands, gaussian_lowpass, hybrid_denoiser
-from fundiff.core.guidance import cfg
-from fundiff.core.loop import Callback, Projection, sample_loop
-from fundiff.core.model import Condition, DiffusionModel, EpsFn
-from fundiff.core.schedule import evenly_spaced_timesteps, strided_timesteps
-from fundiff.core.views import anagram_denoiser, make_view
+from fundiff.core.contract import Condition, Denoiser
+from fundiff.core.guidance import guidance_gate
+from fundiff.core.loop import Callback, Projection, make_step, run_loop
+from fundiff.core.model import DiffusionModel
+from fundiff.core.sampling import Sampling
+from fundiff.core.views import View, anagram_denoiser, make_view
 from fundiff.errors import UserError
+from fundiff.progress import step_bar
+
+SPEC_I_STARTS = (1, 3, 5, 7, 10, 20)
+"""The spec's SDEdit i_start values (1.7), on its 34-step grid."""
+Conditions = Condition | Sequence[Condition]
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """How the strided loop runs: ``stride`` (default about 3% of T: 30 for T = 1000, 9 for T = 300)
-    or ``steps`` evenly spaced, the update (``ddpm`` with the learned or posterior variance, or
-    deterministic ``ddim``), and whether x0_hat is clamped to the model's data range."""
-
-    stride: int | None = None
-    steps: int | None = None
-    sampler: str = "ddpm"
-    clip: bool = True
-
-    def timesteps(self, T: int) -> list[int]:
-        """Descending timesteps, e.g. T = 1000, stride 30: 990, 960, ..., 0 (34 entries)."""
-        if self.sampler not in ("ddpm", "ddim"):
-            raise UserError(f"unknown sampler {self.sampler!r}; choose one of: ddpm, ddim")
-        if self.stride is not None and self.steps is not None:
-            raise UserError("give --stride or --steps, not both")
-        try:
-            if self.steps is not None:
-                return evenly_spaced_timesteps(T, self.steps)
-            return strided_timesteps(T, max(1, round(T * 3 / 100)) if self.stride is None else self.stride)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def settings(model: DiffusionModel, sampling: Sampling | None = None, guidance: float | None = None) -> Sampling:
+    """The settings a run uses: ``sampling`` (and ``guidance``) where given, the model's card elsewhere."""
+    asked = sampling or Sampling()
+    if guidance is not None:
+        asked = Sampling(**{**asked.__dict__, "guidance": guidance})
+    s = asked.over(model.sampling)
+    if s.variance == "learned" and not model.learned_variance:
+        raise UserError(f"model {model.name} has no learned variance; use --variance beta or posterior")
+    if model.is_flow and s.sampler != "euler":
+        raise UserError(f"model {model.name} is a flow-matching model: it samples with euler, not {s.sampler}")
+    if not model.is_flow and s.sampler == "euler":
+        raise UserError(f"model {model.name} is a DDPM model: use --sampler ddpm or ddim")
+    return s
 
 
-def guided(model: DiffusionModel, condition: Condition, guidance: float | None) -> EpsFn:
-    """CFG (spec 1.6): eps = eps_u + gamma (eps_c - eps_u), eps_u from the unconditional binding; the
-    bare conditional denoiser when gamma = 1, no condition, or an unconditional model."""
-    gamma = model.default_guidance if guidance is None else guidance
-    if gamma < 0:
-        raise UserError(f"guidance must be >= 0, got {gamma}")
+def spec_part_a(model: DiffusionModel) -> Sampling:
+    """The spec's Part A loop (1.4-1.9): strided steps (stride about 3% of T), the learned variance (or the
+    posterior's), CFG at every step, x0_hat clamped."""
+    return Sampling(stride=max(1, round(model.schedule.T * 3 / 100)), guidance_interval=(0.0, 1.0), clip=True,
+                    variance="learned" if model.learned_variance else ("posterior" if not model.is_flow else None))
+
+
+def guided(model: DiffusionModel, condition: Conditions, s: Sampling) -> Denoiser:
+    """CFG (spec 1.6): eps = eps_u + gamma (eps_c - eps_u) where the noise level is in the guidance interval,
+    eps_u from the unconditional binding; the bare conditional denoiser when gamma = 1, no condition, or an
+    unconditional model."""
     cond = model.denoiser(condition)
-    if condition is None or gamma == 1.0 or model.conditioning == "none":
+    if condition is None or model.conditioning == "none" or s.guidance == 1.0:
         return cond
-    return cfg(cond, model.denoiser(None), gamma)
+    return guidance_gate(cond, model.denoiser(None), s.guidance, s.guidance_interval, model.schedule.noise_level)
 
 
-def run_loop(model: DiffusionModel, eps_fn: EpsFn, x_t: torch.Tensor, timesteps: Sequence[int],
-             generator: torch.Generator, sampling: Sampling, callback: Callback | None = None,
-             project: Projection | None = None) -> torch.Tensor:
-    """The sampler over ``timesteps``: learned variance when the model has it, else the posterior's."""
-    return sample_loop(eps_fn, x_t, timesteps, model.schedule, generator, callback=callback, project=project,
-                       **_update_args(model, sampling))
+def timesteps(model: DiffusionModel, s: Sampling) -> list[int]:
+    return s.timesteps(model.schedule.T)
 
 
-def _update_args(model: DiffusionModel, sampling: Sampling) -> dict:
-    """sampler, variance (learned when the model has one, else the posterior's) and clip range of a step."""
-    return {"sampler": sampling.sampler, "variance": "learned" if model.learned_variance else "posterior",
-            "clip": model.value_range if sampling.clip else None}
-
-
-def _device(model: DiffusionModel) -> torch.device:
-    return torch.device(model.info.get("device", "cpu"))
+def sample(model: DiffusionModel, fn: Denoiser, x: torch.Tensor, ks: Sequence[int], s: Sampling,
+           generator: torch.Generator, callback: Callback | None = None, project: Projection | None = None,
+           progress: bool = False) -> torch.Tensor:
+    """The one loop over timesteps ``ks`` with the model's update for ``s``."""
+    step = make_step(model.schedule, s, model.value_range)
+    with step_bar(len(ks), progress, callback) as cb:
+        return run_loop(fn, x, model.schedule.levels(list(ks)), step, generator, cb, project)
 
 
 def _prepare(model: DiffusionModel, images: torch.Tensor) -> torch.Tensor:
     expected = (model.channels, model.image_size, model.image_size)
+    if images.dim() == 3:
+        images = images[None]
     if images.dim() != 4 or tuple(images.shape[1:]) != expected:
         raise UserError(f"images of shape {tuple(images.shape)} do not fit model {model.name}: expected (N, "
                         f"{expected[0]}, {expected[1]}, {expected[2]})")
-    return model.to_model_range(images.float()).to(_device(model))
+    return model.to_model_range(images.float()).to(model.device)
 
 
 def _out(model: DiffusionModel, x: torch.Tensor) -> torch.Tensor:
     return model.to_unit_range(x.float().cpu()).clamp(0, 1)
+
+
+def _noise(model: DiffusionModel, n: int, g: torch.Generator) -> torch.Tensor:
+    if n < 1:
+        raise UserError(f"n must be at least 1, got {n}")
+    return torch.randn((n, model.channels, model.image_size, model.image_size), generator=g).to(model.device)
 
 
 def check_timestep(model: DiffusionModel, k: int) -> int:
@@ -98,73 +99,94 @@ def check_timestep(model: DiffusionModel, k: int) -> int:
     return k
 
 
-def noise(model: DiffusionModel, images: torch.Tensor, ks: Sequence[int], seed: int = 0) -> list[torch.Tensor]:
-    """Forward process (spec 1.1) at each timestep in ``ks``: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
+def noise(model: DiffusionModel, images: torch.Tensor, ts: Sequence[int], seed: int = 0) -> list[torch.Tensor]:
+    """Forward process (spec 1.1) at each timestep in ``ts``: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
     x0, g = _prepare(model, images), torch.Generator().manual_seed(seed)
-    return [_out(model, edits.noise_to(x0, check_timestep(model, k), model.schedule, g)) for k in ks]
-
-
-def denoise(model: DiffusionModel, images: torch.Tensor, k: int, condition: Condition = None,
-            guidance: float | None = None, seed: int = 0, sampling: Sampling = Sampling(),
-            blur: tuple[int, float] = (5, 2.0), strip_every: int = 5) -> dict[str, torch.Tensor]:
-    """Noise to timestep k, then denoise three ways (spec 1.2-1.4): Gaussian blur, one step, and the
-    strided loop from k (timesteps [k] + the strided ones below it); ``strip`` holds x_t every
-    ``strip_every`` steps of the loop (S, N, C, H, W)."""
-    x0, g = _prepare(model, images), torch.Generator().manual_seed(seed)
-    x_t = edits.noise_to(x0, check_timestep(model, k), model.schedule, g)
-    eps_fn = guided(model, condition, guidance)
-    timesteps = [k] + [s for s in sampling.timesteps(model.schedule.T) if s < k]
-    strip = Strip(strip_every)
-    x_iter = run_loop(model, eps_fn, x_t, timesteps, g, sampling, strip)
-    one = edits.one_step_denoise(eps_fn, x_t, k, model.schedule)
-    return {"noisy": _out(model, x_t), "blur": _out(model, edits.blur_denoise(x_t, *blur)),
-            "one_step": _out(model, one), "iterative": _out(model, x_iter),
-            "strip": torch.stack([_out(model, s) for s in [x_t, *strip.frames, x_iter]]),
-            "timesteps": torch.tensor(timesteps)}
+    return [_out(model, edits.noise_to(x0, check_timestep(model, k), model.schedule, g)) for k in ts]
 
 
 class Strip:
     """A sampler callback keeping x_t after every ``every``-th step (spec 1.4's 'every 5th step')."""
 
-    def __init__(self, every: int = 5) -> None:
-        self.every, self.frames = max(1, every), []
+    def __init__(self, total: int, every: int = 5) -> None:
+        self.total, self.every, self.frames = total, max(1, every), []
 
     def __call__(self, d: dict) -> None:
-        if (d["i"] + 1) % self.every == 0 and d["k_prev"] >= 0:
+        if (d["i"] + 1) % self.every == 0 and d["i"] + 1 < self.total:
             self.frames.append(d["x"].detach())
 
 
-def generate(model: DiffusionModel, n: int = 1, condition: Condition = None, guidance: float | None = None,
-             seed: int = 0, sampling: Sampling = Sampling(), callback: Callback | None = None) -> torch.Tensor:
-    """Sampling (spec 1.5, 1.6): the strided loop from pure noise x_T ~ N(0, I), with CFG when conditioned."""
-    if n < 1:
-        raise UserError("n must be at least 1")
+def denoise(model: DiffusionModel, images: torch.Tensor, k: int, condition: Condition = None, *,
+            guidance: float | None = None, seed: int = 0, sampling: Sampling | None = None,
+            blur: tuple[int, float] = (5, 2.0), strip_every: int = 5, progress: bool = False
+            ) -> dict[str, torch.Tensor]:
+    """Noise to timestep k, then denoise three ways (spec 1.2-1.4): Gaussian blur, one step, and the loop
+    from k (timesteps [k] + the grid's below it); ``strip`` holds x_t every ``strip_every`` steps (S, N, C, H, W)."""
+    s = settings(model, sampling, guidance)
+    x0, g = _prepare(model, images), torch.Generator().manual_seed(seed)
+    x_t = edits.noise_to(x0, check_timestep(model, k), model.schedule, g)
+    fn = guided(model, condition, s)
+    ks = [k] + [j for j in timesteps(model, s) if j < k]
+    strip = Strip(len(ks), strip_every)
+    x_iter = sample(model, fn, x_t, ks, s, g, strip, progress=progress)
+    one = edits.one_step_denoise(fn, x_t, k, model.schedule)
+    return {"noisy": _out(model, x_t), "blur": _out(model, edits.blur_denoise(x_t, *blur)),
+            "one_step": _out(model, one), "iterative": _out(model, x_iter),
+            "strip": torch.stack([_out(model, f) for f in [x_t, *strip.frames, x_iter]]),
+            "timesteps": torch.tensor(ks)}
+
+
+def generate(model: DiffusionModel, condition: Conditions = None, n: int = 1, *, guidance: float | None = None,
+             seed: int = 0, sampling: Sampling | None = None, callback: Callback | None = None,
+             progress: bool = False) -> torch.Tensor:
+    """Sampling (spec 1.5, 1.6; Part B): the loop from pure noise x_T ~ N(0, I), with CFG when conditioned.
+
+    ``condition`` is one class or prompt for all ``n`` images, or one per image (a list of length n).
+    """
+    s = settings(model, sampling, guidance)
     g = torch.Generator().manual_seed(seed)
-    shape = (n, model.channels, model.image_size, model.image_size)
-    x = torch.randn(shape, generator=g).to(_device(model))
-    eps_fn = guided(model, condition, guidance)
-    return _out(model, run_loop(model, eps_fn, x, sampling.timesteps(model.schedule.T), g, sampling, callback))
+    x = _noise(model, n, g)
+    if isinstance(condition, list | tuple) and len(condition) != n:
+        raise UserError(f"{len(condition)} conditions for {n} images: give one, or one per image")
+    fn = guided(model, list(condition) if isinstance(condition, list | tuple) else condition, s)
+    return _out(model, sample(model, fn, x, timesteps(model, s), s, g, callback, progress=progress))
 
 
-def edit(model: DiffusionModel, images: torch.Tensor, i_starts: Sequence[int], condition: Condition = None,
-         guidance: float | None = None, seed: int = 0, sampling: Sampling = Sampling()) -> dict[int, torch.Tensor]:
+def default_i_starts(model: DiffusionModel, s: Sampling) -> list[int]:
+    """The spec's i_start values (1, 3, 5, 7, 10, 20 of 34 steps) scaled to the model's grid, so they start
+    from about the same noise levels on any grid."""
+    n = len(timesteps(model, s))
+    return sorted({min(n - 1, round(i * n / 34)) for i in SPEC_I_STARTS})
+
+
+def edit(model: DiffusionModel, images: torch.Tensor, condition: Condition = None,
+         i_starts: Sequence[int] | None = None, *, guidance: float | None = None, seed: int = 0,
+         sampling: Sampling | None = None, progress: bool = False) -> dict[int, torch.Tensor]:
     """SDEdit (spec 1.7): for each i_start, noise the images to timesteps[i_start] and run 1.6 from there.
 
     Each i_start draws from its own generator seeded with ``seed``, so one result never depends on the others.
     """
-    x0 = _prepare(model, images)
-    timesteps = sampling.timesteps(model.schedule.T)
+    s = settings(model, sampling, guidance)
+    x0, ks = _prepare(model, images), timesteps(model, s)
+    i_starts = list(default_i_starts(model, s) if i_starts is None else i_starts)
     for i in i_starts:
-        edits.check_i_start(timesteps, i)
-    eps_fn = guided(model, condition, guidance)
-    return {i: _out(model, edits.sdedit(eps_fn, x0, timesteps, i, model.schedule, torch.Generator().manual_seed(seed),
-                                        **_update_args(model, sampling))) for i in i_starts}
+        edits.check_i_start(ks, i)
+    fn = guided(model, condition, s)
+    step = make_step(model.schedule, s, model.value_range)
+    out = {}
+    for i in i_starts:
+        with step_bar(len(ks) - i, progress, None) as cb:
+            x = edits.sdedit(fn, x0, ks, i, model.schedule, step, torch.Generator().manual_seed(seed), cb)
+        out[i] = _out(model, x)
+    return out
 
 
-def inpaint(model: DiffusionModel, images: torch.Tensor, mask: torch.Tensor, condition: Condition = None,
-            guidance: float | None = None, seed: int = 0, sampling: Sampling = Sampling()) -> torch.Tensor:
+def inpaint(model: DiffusionModel, images: torch.Tensor, mask: torch.Tensor, condition: Condition = None, *,
+            guidance: float | None = None, seed: int = 0, sampling: Sampling | None = None,
+            progress: bool = False) -> torch.Tensor:
     """Inpainting (spec 1.7.2, RePaint): sample from noise, projecting after every step
     x_t <- m x_t + (1 - m) forward(x_orig, t); outside the mask the result is the original exactly."""
+    s = settings(model, sampling, guidance)
     x0 = _prepare(model, images)
     m = mask.float().to(x0.device).expand_as(x0)
     if not torch.all((m == 0) | (m == 1)) or m.sum() == 0:
@@ -172,35 +194,57 @@ def inpaint(model: DiffusionModel, images: torch.Tensor, mask: torch.Tensor, con
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(x0.shape, generator=g).to(x0.device)
     project = edits.repaint_projection(x0, m, model.schedule, g)
-    eps_fn = guided(model, condition, guidance)
-    out = run_loop(model, eps_fn, x, sampling.timesteps(model.schedule.T), g, sampling, project=project)
-    return torch.where(m.cpu() == 1, _out(model, out), images.float().cpu())
+    out = sample(model, guided(model, condition, s), x, timesteps(model, s), s, g, project=project, progress=progress)
+    return torch.where(m.cpu() == 1, _out(model, out), images.float().cpu().expand_as(m.cpu()))
 
 
-def anagram(model: DiffusionModel, conditions: Sequence[Condition], views: Sequence[str], n: int = 1,
-            guidance: float | None = None, seed: int = 0, sampling: Sampling = Sampling()) -> torch.Tensor:
+def views_of(model: DiffusionModel, views: Sequence[str | View]) -> list[View]:
+    """View names (see :data:`~fundiff.core.views.VIEW_NAMES`) or View objects, for the model's image size."""
+    return [make_view(v, model.image_size) if isinstance(v, str) else v for v in views]
+
+
+def anagram(model: DiffusionModel, conditions: Sequence[Condition], views: Sequence[str | View] = ("identity", "flip"),
+            n: int = 1, *, guidance: float | None = None, seed: int = 0, sampling: Sampling | None = None,
+            progress: bool = False) -> torch.Tensor:
     """Visual anagrams (spec 1.8): eps = mean_i inverse_view_i(eps(view_i(x_t), p_i)); images shown upright."""
     if len(conditions) != len(views):
         raise UserError(f"{len(conditions)} prompts for {len(views)} views: give one prompt per view")
-    vs = [make_view(v, model.image_size) for v in views]
-    eps_fn = anagram_denoiser([guided(model, c, guidance) for c in conditions], vs)
+    s = settings(model, sampling, guidance)
+    fn = anagram_denoiser([guided(model, c, s) for c in conditions], views_of(model, views))
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn((n, model.channels, model.image_size, model.image_size), generator=g).to(_device(model))
-    return _out(model, run_loop(model, eps_fn, x, sampling.timesteps(model.schedule.T), g, sampling))
+    x = _noise(model, n, g)
+    return _out(model, sample(model, fn, x, timesteps(model, s), s, g, progress=progress))
+
+
+def hybrid_sigma(image_size: int) -> float:
+    """The default low-pass sigma of a hybrid: 1.75 below 64 px (measured at 28 px: the two readings balance,
+    README), the spec's 2 at 64 px, scaled with the image above."""
+    return 1.75 if image_size < 64 else 2.0 * image_size / 64
 
 
 def hybrid(model: DiffusionModel, conditions: Sequence[Condition], n: int = 1, kernel: int = 33,
-           sigmas: Sequence[float] = (2.0,), guidance: float | None = None, seed: int = 0,
-           sampling: Sampling = Sampling()) -> torch.Tensor:
+           sigmas: Sequence[float] | None = None, *, guidance: float | None = None, seed: int = 0,
+           sampling: Sampling | None = None, progress: bool = False) -> torch.Tensor:
     """Hybrid images (spec 1.9, factorized diffusion): eps = lowpass(eps_1) + highpass(eps_2), or three
     bands (low, middle, high) for three conditions and two sigmas."""
+    sigmas = hybrid_sigmas(model, len(conditions), sigmas)
     bands = frequency_bands(kernel, sigmas)
     if len(bands) != len(conditions):
         raise UserError(f"{len(conditions)} prompts need {len(conditions) - 1} sigma(s), got {len(sigmas)}")
-    eps_fn = hybrid_denoiser([guided(model, c, guidance) for c in conditions], bands)
+    s = settings(model, sampling, guidance)
+    fn = hybrid_denoiser([guided(model, c, s) for c in conditions], bands)
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn((n, model.channels, model.image_size, model.image_size), generator=g).to(_device(model))
-    return _out(model, run_loop(model, eps_fn, x, sampling.timesteps(model.schedule.T), g, sampling))
+    x = _noise(model, n, g)
+    return _out(model, sample(model, fn, x, timesteps(model, s), s, g, progress=progress))
+
+
+def hybrid_sigmas(model: DiffusionModel, n_conditions: int, sigmas: Sequence[float] | None) -> list[float]:
+    """The given sigmas, or the default: :func:`hybrid_sigma` (and half of it for a three-way hybrid)."""
+    if sigmas:
+        sigmas = list(sigmas)
+        return [sigmas[0], sigmas[0] / 2] if n_conditions == 3 and len(sigmas) == 1 else sigmas
+    base = hybrid_sigma(model.image_size)
+    return [base] if n_conditions < 3 else [base, base / 2]
 
 
 def lowpass_view(images: torch.Tensor, kernel: int = 33, sigma: float = 2.0) -> torch.Tensor:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from fundiff.cli.options import OutputOptions, SamplingOptions, command, int_list, interval
 from fundiff.cli.parta import expand_multi_values, register
 from fundiff.errors import UserError
 
@@ -51,57 +52,45 @@ def train(
 
     overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, width=width,
                      ema_decay=ema_decay, p_uncond=p_uncond, sigma=sigma, seed=seed, precision=precision,
-                     data=data, pure_noise=pure_noise or None, guidance_interval=_interval(guidance_interval),
-                     sample_epochs=_int_list(sample_epochs, "--sample-epochs") if sample_epochs else None)
+                     data=data, pure_noise=pure_noise or None, guidance_interval=interval(guidance_interval),
+                     sample_epochs=int_list(sample_epochs, "--sample-epochs") if sample_epochs else None)
     run_train(model, objective, recipe, overrides, data_dir, download, out, resume, device)
 
 
-@app.command()
+Precision = Annotated[str | None, Opt(help="fp32 | bf16 autocast for the net (default: the recipe's)")]
+Epoch = Annotated[int | None, Opt(help="use the weights saved after this epoch")]
+
+
+@command(app)
 def sample(
-    run_dir: Annotated[Path, typer.Argument(help="a training run directory or a weights file")],
-    classes: Annotated[str, Opt(help="digits, e.g. 0-9 or 3,5")] = "0-9",
-    per_class: Annotated[int, Opt()] = 4,
-    guidance: Annotated[float, Opt(help="CFG scale gamma")] = 5.0,
-    sampler: Annotated[str, Opt(help="ddpm | ddim (flow models use Euler)")] = "ddpm",
-    steps: Annotated[int | None, Opt(help="sampling steps (default: T for ddpm/flow, 50 for ddim)")] = None,
-    epoch: Annotated[int | None, Opt(help="use the weights saved after this epoch")] = None,
-    seed: Annotated[int, Opt()] = 0,
+    model: Annotated[str, typer.Argument(help="digits (shipped), a training run directory or a weights file")],
+    s: SamplingOptions, o: OutputOptions,
+    classes: Annotated[str | None, Opt(help="classes, e.g. 0-9 or 3,5 (default 0-9 for a class model)")] = None,
+    per_class: Annotated[int, Opt(help="samples per class (an unconditional model: 10 x this many)")] = 4,
+    epoch: Epoch = None, precision: Precision = None,
     gif: Annotated[bool, Opt("--gif", help="also write a GIF of the trajectory")] = False,
-    clip: Annotated[bool | None, Opt("--clip/--no-clip", help="clamp x0_hat to [0, 1] (default: recipe)")] = None,
-    precision: Annotated[str | None, Opt(help="fp32 | bf16 autocast for the net (default: the recipe's)")] = None,
-    guidance_interval: Annotated[str | None, Opt(help="noise levels t/T where CFG applies, e.g. 0.5,1 "
-                                                 "(default: the recipe's)")] = None,
-    out: Annotated[Path | None, Opt(help="output directory (default RUN_DIR/sample-...)")] = None,
-    device: Annotated[str, Opt()] = "auto",
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
 ) -> None:
-    """Sample digits: PNG grid, samples.npz (uint8 N x 28 x 28 + labels), optional GIF, and sample.json."""
+    """Sample a grid: PNG grid, samples.npz (uint8 N x H x W + labels), optional GIF, and sample.json."""
     from fundiff.cli.sample import run_sample
 
-    run_sample(run_dir, _int_list(classes, "--classes"), per_class, guidance, sampler, steps, epoch, seed, gif,
-               out, device, clip, precision, _interval(guidance_interval))
+    run_sample(model, int_list(classes, "--classes") if classes else None, per_class, epoch, precision, gif, s, o,
+               device)
 
 
-@app.command()
+@command(app)
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a class-conditioned training run directory")],
-    per_class: Annotated[int, Opt()] = 40,
-    guidance: Annotated[float, Opt()] = 5.0,
-    sampler: Annotated[str, Opt(help="ddpm | ddim")] = "ddpm",
-    steps: Annotated[int | None, Opt()] = None,
-    epoch: Annotated[int | None, Opt()] = None,
-    seed: Annotated[int, Opt()] = 0,
+    s: SamplingOptions,
+    per_class: Annotated[int, Opt(help="samples per class")] = 40,
+    epoch: Epoch = None, precision: Precision = None,
     judge: Annotated[Path | None, Opt(help="judge weights (default: trained on the run's data if missing)")] = None,
-    clip: Annotated[bool | None, Opt("--clip/--no-clip", help="clamp x0_hat to [0, 1] (default: recipe)")] = None,
-    precision: Annotated[str | None, Opt(help="fp32 | bf16 autocast for the net (default: the recipe's)")] = None,
-    guidance_interval: Annotated[str | None, Opt(help="noise levels t/T where CFG applies, e.g. 0.5,1 "
-                                                 "(default: the recipe's)")] = None,
-    device: Annotated[str, Opt()] = "auto",
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
 ) -> None:
     """Judge accuracy (per class, overall) and Frechet distance vs held-out digits, with the real-vs-real baseline."""
     from fundiff.cli.evaluate import run_evaluate
 
-    run_evaluate(run_dir, per_class, guidance, sampler, steps, epoch, seed, judge, device, clip, precision,
-                 _interval(guidance_interval))
+    run_evaluate(run_dir, per_class, epoch, precision, judge, s, device)
 
 
 @app.command("evaluate-parta")
@@ -146,7 +135,7 @@ def judge_train(
 def figures(
     runs: Annotated[list[Path], typer.Argument(help="training run directories (denoiser, time, class, ...)")],
     out: Annotated[Path | None, Opt(help="output directory (default: RUN_DIR/figures for one run)")] = None,
-    sampler: Annotated[str, Opt(help="ddpm | ddim for DDPM runs")] = "ddpm",
+    sampler: Annotated[str | None, Opt(help="ddpm | ddim for DDPM runs (default: the run's)")] = None,
     steps: Annotated[int | None, Opt()] = None,
     seed: Annotated[int, Opt()] = 0,
     device: Annotated[str, Opt()] = "auto",
@@ -216,45 +205,20 @@ def parta(
     stride: Annotated[int, Opt(help="stride of the strided timesteps (spec: 30 -> 990, 960, ..., 0)")] = 30,
     n: Annotated[int, Opt(help="samples for 1.5 and 1.6")] = 5,
     seed: Annotated[int, Opt(help="the assignment's seed")] = 180,
-    cache: Annotated[Path | None, Opt(help="prompt-embedding cache (.pth or .safetensors)")] = None,
+    cache: Annotated[Path | None, Opt("--prompt-cache", "--cache", help="prompt-embedding cache (.pth or "
+                                      ".safetensors)")] = None,
     dtype: Annotated[str, Opt(help="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16")] = "auto",
     offload: Annotated[bool, Opt("--offload", help="model CPU offload (less GPU memory)")] = False,
     out: Annotated[Path, Opt(help="output folder (rerun to resume)")] = Path("outputs/parta-deepfloyd"),
     device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
 ) -> None:
     """DeepFloyd: every Part A deliverable (0, 1.1-1.9) into one folder, resumable."""
-    from fundiff.cli.deepfloyd import run_parta
-    from fundiff.cli.parta_run import Common
-    from fundiff.parta import Sampling
+    from fundiff.cli.deepfloyd import PartABase, run_parta
+    from fundiff.cli.options import ModelOptions, StageTwoOptions
 
-    base = Common(model, None, None, None, seed, Sampling(), out, True, device, upsample, stage_2, steps_2, cache,
-                  dtype, offload)
-    run_parta(image, own or [], web, drawing or [], out, base, steps_1 or [20, 50], stride, n)
-
-
-def _interval(text: str | None) -> tuple[float, float] | None:
-    """'0.5,1' -> (0.5, 1.0); None stays None."""
-    if text is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise UserError(f"--guidance-interval {text!r} is not two numbers like 0.5,1") from None
-    if not 0 <= lo < hi <= 1:
-        raise UserError(f"--guidance-interval {text!r} must satisfy 0 <= low < high <= 1")
-    return lo, hi
-
-
-def _int_list(text: str, flag: str) -> list[int]:
-    """'0-9' or '1,5,20' or '3' -> ints."""
-    try:
-        out: list[int] = []
-        for part in text.split(","):
-            a, _, b = part.strip().partition("-")
-            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
-        return out
-    except ValueError:
-        raise UserError(f"{flag} {text!r} is not a list of integers like 0-9 or 1,5,20") from None
+    base = PartABase(ModelOptions(model, device, cache, dtype, offload), seed,
+                     StageTwoOptions(upsample, stage_2, steps_2), stride)
+    run_parta(image, own or [], web, drawing or [], out, base, steps_1 or [20, 50], n)
 
 
 def main() -> None:

@@ -4,13 +4,14 @@ set), and the stage-II outputs every Part A command writes with ``--upsample``."
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import typer
 
+from fundiff.cli.options import ModelOptions, OutputOptions, SamplingOptions, StageTwoOptions
 from fundiff.cli.parta_run import (
-    Common,
+    Run,
     run_anagram,
     run_denoise,
     run_edit,
@@ -85,74 +86,84 @@ def _pair(i: int, a: str, b: str) -> str:
     return f"{i + 1}-{_slug(a.split(' of ')[-1])}-{_slug(b.split(' of ')[-1])}"
 
 
+@dataclass
+class PartABase:
+    """What every deliverable of ``fundiff parta`` shares: the model, the seed, stage II, the strided grid."""
+
+    m: ModelOptions
+    seed: int
+    up: StageTwoOptions
+    stride: int = 30
+
+
 class Deliverables:
     """The Part A folder: one subfolder per result; a finished one (its args.json written) is skipped on rerun."""
 
-    def __init__(self, out: Path, base: Common) -> None:
+    def __init__(self, out: Path, base: PartABase) -> None:
         self.out, self.base, self.done, self.ran = Path(out), base, [], []
 
-    def __call__(self, name: str, fn, *args, **common) -> None:
+    def __call__(self, name: str, fn, *args, guidance: float | None = None, steps: int | None = None,
+                 steps_2: int | None = None) -> None:
         folder = self.out / name
         if (folder / "args.json").is_file():
             self.done.append(name)
             return
         typer.echo(f"[parta] {name}")
-        fn(*args, replace(self.base, out=folder, force=True, **common))
+        b = self.base
+        s = SamplingOptions(seed=b.seed, guidance=guidance, steps=steps, stride=None if steps else b.stride)
+        up = replace(b.up, steps_2=steps_2 or b.up.steps_2)
+        fn(*args, Run(name.split("/")[0], b.m, s, OutputOptions(folder, True), up, name))
         self.ran.append(name)
 
 
-def run_parta(image: Path, own: list[Path], web: Path | None, drawings: list[Path], out: Path, base: Common,
-              steps_1: list[int], stride: int, n: int) -> Path:
+def run_parta(image: Path, own: list[Path], web: Path | None, drawings: list[Path], out: Path, base: PartABase,
+              steps_1: list[int], n: int) -> Path:
     """Every Part A deliverable of spec.md (Part 0, 1.1-1.9) with the spec's prompts, timesteps, i_start values,
     gamma 7 and seed, each upsampled by stage II unless --no-upsample, into ``out``; rerunning resumes."""
     for p in [image, *own, *drawings, *([web] if web else [])]:
         if not Path(p).is_file():
             raise UserError(f"{p}: no such image file")
-    base = replace(base, sampling=replace(base.sampling, stride=stride, steps=None))
-    _embed_all(base)
+    _embed_all(base.m)
     d = Deliverables(out, base)
     for steps in steps_1:
         for prompt in PART0_PROMPTS:
-            d(f"0_text_to_image/steps{steps}-{_slug(prompt)}", lambda c: run_generate(1, False, c), prompt=prompt,
-              sampling=replace(base.sampling, stride=None, steps=steps), steps_2=base.steps_2 or steps)
-    d("1.1_forward", lambda c: run_noise(image, [250, 500, 750], c))
-    d("1.2-1.3_denoise", lambda c: run_denoise(image, [250, 500, 750], "all", (5, 2.0), c), guidance=1.0)
-    d("1.4_iterative", lambda c: run_denoise(image, [690], "all", (5, 2.0), c), guidance=1.0)
-    d("1.5_sampling", lambda c: run_generate(n, False, c), guidance=1.0)
-    d("1.6_cfg", lambda c: run_generate(n, False, c), guidance=7.0)
+            d(f"0_text_to_image/steps{steps}-{_slug(prompt)}", run_generate, 1, False, (prompt, None), steps=steps,
+              steps_2=base.up.steps_2 or steps)
+    d("1.1_forward", run_noise, image, [250, 500, 750])
+    d("1.2-1.3_denoise", run_denoise, image, [250, 500, 750], "all", (5, 2.0), (None, None), guidance=1.0)
+    d("1.4_iterative", run_denoise, image, [690], "all", (5, 2.0), (None, None), guidance=1.0)
+    d("1.5_sampling", run_generate, n, False, (None, None), guidance=1.0)
+    d("1.6_cfg", run_generate, n, False, (None, None), guidance=7.0)
     named = [("test", image), *((f"own{i + 1}", p) for i, p in enumerate(own))]
     extra = [*([("web", web)] if web else []), *((f"drawn{i + 1}", p) for i, p in enumerate(drawings))]
     for tag, img in named:
-        d(f"1.7_sdedit/{tag}", lambda c, im=img: run_edit(im, I_STARTS, False, "no", c), guidance=7.0)
+        d(f"1.7_sdedit/{tag}", run_edit, img, I_STARTS, False, "no", (None, None), guidance=7.0)
     for tag, img in extra:
-        d(f"1.7.1_web_and_drawn/{tag}", lambda c, im=img: run_edit(im, I_STARTS, False, "no", c), guidance=7.0)
+        d(f"1.7.1_web_and_drawn/{tag}", run_edit, img, I_STARTS, False, "no", (None, None), guidance=7.0)
     for tag, img in named:
         box = TOWER_TOP if tag == "test" else [16, 16, 48, 48]
-        d(f"1.7.2_inpaint/{tag}", lambda c, im=img, b=box: run_inpaint(im, None, b, c), guidance=7.0)
+        d(f"1.7.2_inpaint/{tag}", run_inpaint, img, None, box, (None, None), guidance=7.0)
     for tag, img in named + extra:
-        d(f"1.7.3_text/{tag}", lambda c, im=img: run_edit(im, I_STARTS, False, "no", c), prompt="a rocket ship",
-          guidance=7.0)
+        d(f"1.7.3_text/{tag}", run_edit, img, I_STARTS, False, "no", ("a rocket ship", None), guidance=7.0)
     for i, pair in enumerate(ANAGRAMS):
-        d(f"1.8_anagram/{_pair(i, *pair)}", lambda c, p=pair: run_anagram(list(p), ["flip"], 1, c), guidance=7.0)
+        d(f"1.8_anagram/{_pair(i, *pair)}", run_anagram, list(pair), ["flip"], 1, guidance=7.0)
     for i, (low, high) in enumerate(HYBRIDS):
-        d(f"1.9_hybrid/{_pair(i, low, high)}", lambda c, lo=low, hi=high: run_hybrid(lo, hi, None, 1, 33, [2.0], c),
-          guidance=7.0)
-    write_json(Path(out) / "parta.json", {"model": base.model, "stage_2": base.stage_2, "seed": base.seed,
-                                          "upsample": base.upsample, "stride": stride, "steps_1": steps_1,
-                                          "steps_2": base.steps_2, "ran": d.ran, "already_done": d.done,
+        d(f"1.9_hybrid/{_pair(i, low, high)}", run_hybrid, [low, high], 1, 33, [2.0], guidance=7.0)
+    write_json(Path(out) / "parta.json", {"model": base.m.model, "stage_2": base.up.stage_2, "seed": base.seed,
+                                          "upsample": base.up.upsample, "stride": base.stride, "steps_1": steps_1,
+                                          "steps_2": base.up.steps_2, "ran": d.ran, "already_done": d.done,
                                           "versions": versions()})
     typer.echo(f"Part A: {len(d.ran)} sections written, {len(d.done)} already done, in {out}")
     return Path(out)
 
 
-def _embed_all(c: Common) -> None:
+def _embed_all(m: ModelOptions) -> None:
     """Look up (or compute, loading T5 once) every prompt the deliverables use, then free the encoder."""
     from fundiff.models import load_diffusion_model
 
-    model = load_diffusion_model(c.model, pick_device(c.device), prompt_cache=c.cache, dtype=c.dtype,
-                                 offload=c.offload)
+    model = load_diffusion_model(m.model, m.device, prompt_cache=m.prompt_cache, dtype=m.dtype, offload=m.offload)
     if model.conditioning != "prompt":
-        raise UserError(f"fundiff parta runs DeepFloyd IF (--model deepfloyd); {c.model} is not a prompt model")
+        raise UserError(f"fundiff parta runs DeepFloyd IF (--model deepfloyd); {m.model} is not a prompt model")
     pairs = [p for pair in ANAGRAMS + HYBRIDS for p in pair]
     model.prompts.ensure(["", DEFAULT_PROMPT, "a rocket ship", *PART0_PROMPTS, *pairs])
     model.prompts.release_encoder()

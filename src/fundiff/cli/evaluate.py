@@ -9,15 +9,18 @@ from pathlib import Path
 
 import typer
 
-from fundiff.cli.sample import check_sampling_args, sample_images, sampling_recipe, save_npz, settings_name
+from fundiff import parta
+from fundiff.cli.options import SamplingOptions
 from fundiff.errors import UserError
 from fundiff.evaluate.judge import load_judge, save_judge, train_judge
 from fundiff.evaluate.metrics import accuracy_table, frechet_report
-from fundiff.io.files import pick_device, versions, write_json
+from fundiff.io.files import versions, write_json
 from fundiff.io.pictures import save_grid
-from fundiff.sampling.digits import class_grid_labels
-from fundiff.train.checkpoint import load_model, read_run
+from fundiff.models import load
+from fundiff.partb.samples import sample_grid, save_npz, settings_name
+from fundiff.train.checkpoint import read_run
 from fundiff.train.data import load_digits, split_holdout
+from fundiff.train.recipes import Recipe
 
 
 def default_judge_path(data: str, data_dir: Path | None = None) -> Path:
@@ -57,33 +60,30 @@ def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | 
     return net, info, path
 
 
-def run_evaluate(run_dir: Path, per_class: int, guidance: float, sampler: str, steps: int | None, epoch: int | None,
-                 seed: int, judge: Path | None, device: str, clip: bool | None = None,
-                 precision: str | None = None, interval: tuple[float, float] | None = None) -> dict:
+def run_evaluate(run_dir: Path, per_class: int, epoch: int | None, precision: str | None, judge: Path | None,
+                 s: SamplingOptions, device: str) -> dict:
     info = read_run(run_dir)
-    net, recipe, ep = load_model(run_dir, epoch, pick_device(device))
-    recipe = sampling_recipe(recipe, precision, interval)
+    model = load(run_dir, device, epoch=epoch, precision=precision)
+    recipe = Recipe.from_dict(model.info["recipe"])
     if recipe.model != "class":
         raise UserError(f"evaluate needs a class-conditioned run; {run_dir} is a {recipe.model} model")
-    check_sampling_args(recipe, list(range(10)), per_class, guidance, steps, sampler)
+    sampling = parta.settings(model, s.sampling())
     data_dir = _data_dir(info)
     digits = load_digits(recipe.data, data_dir)
     if digits.source != info["data"]["source"]:
         raise UserError(f"the run was trained on {info['data']['source']}, but {digits.source} is what loads now")
     train, held = split_holdout(digits, recipe.holdout_per_class)
     judge_net, judge_info, judge_path = judge_for(recipe.data, digits.source, judge, data_dir)
-    labels = class_grid_labels(list(range(10)), per_class)
     t0 = time.perf_counter()
-    x = sample_images(net, recipe, labels, len(labels), guidance, sampler, steps, seed, desc="evaluate", clip=clip)
+    x, labels = sample_grid(model, list(range(10)), per_class, s.seed, sampling, progress="evaluate")
     seconds = time.perf_counter() - t0
-    name = settings_name("eval", ep, recipe, sampler, steps, guidance, seed, clip)
-    out = Path(run_dir) / name
+    ep = model.info["epoch"]
+    out = Path(run_dir) / settings_name("eval", ep, model, sampling, s.seed, recipe.precision)
     result = {
-        "run": str(run_dir), "epoch": ep, "sampler": sampler if recipe.objective == "ddpm" else "euler",
-        "steps": steps or (50 if sampler == "ddim" and recipe.objective == "ddpm" else recipe.T),
-        "guidance": guidance, "seed": seed, "per_class": per_class,
-        "clip_x0": recipe.clip_x0 if clip is None else clip, "precision": recipe.precision,
-        "guidance_interval": list(recipe.guidance_interval),
+        "run": str(run_dir), "epoch": ep, "sampler": sampling.sampler,
+        "steps": len(sampling.timesteps(model.schedule.T)), "guidance": sampling.guidance, "seed": s.seed,
+        "per_class": per_class, "clip_x0": sampling.clip, "precision": recipe.precision,
+        "guidance_interval": list(sampling.guidance_interval), "sampling": sampling.to_dict(),
         "accuracy": accuracy_table(judge_net, x, labels),
         **frechet_report(judge_net, x, train, held, per_class),
         "sampling_seconds": round(seconds, 1), "judge": {"path": str(judge_path), **judge_info},

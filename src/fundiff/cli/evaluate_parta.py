@@ -45,7 +45,8 @@ def run_evaluate_parta(model_name: str, out: Path, pairs: int, per_pair: int, pe
     digits = load_digits(data)
     judge, judge_info, _ = judge_for(data, digits.source, None)
     held = split_holdout(digits, model.info["recipe"]["holdout_per_class"])[1]
-    s, ts = ops.Sampling(), ops.Sampling().timesteps(model.schedule.T)
+    s = ops.spec_part_a(model)
+    ts = ops.timesteps(model, ops.settings(model, s))
     quarter = len(ts) // 4
     t0, res = time.perf_counter(), {}
     cp = parta.class_pairs(pairs, seed)

@@ -22,7 +22,8 @@ from fundiff.partb.figures import (
 from fundiff.train.checkpoint import available_epochs, load_model, read_run
 
 
-def run_figures(runs: list[Path], out: Path | None, sampler: str, steps: int | None, seed: int, device: str) -> Path:
+def run_figures(runs: list[Path], out: Path | None, sampler: str | None, steps: int | None, seed: int,
+                device: str) -> Path:
     if not runs:
         raise UserError("give at least one run directory")
     infos = [read_run(r) for r in runs]
@@ -40,7 +41,8 @@ def run_figures(runs: list[Path], out: Path | None, sampler: str, steps: int | N
     return out
 
 
-def _figures_for(run: Path, info: dict, digits, out: Path, sampler: str, steps: int | None, seed: int) -> list[dict]:
+def _figures_for(run: Path, info: dict, digits, out: Path, sampler: str | None, steps: int | None,
+                 seed: int) -> list[dict]:
     r = load_model(run)[1]
     recs = [loss_figure(run, out, f"loss_{run.name}.png")]
     epochs = available_epochs(run)

@@ -1,50 +1,37 @@
-"""``fundiff noise | denoise | generate | edit | inpaint | anagram | hybrid``: Part A from the command line.
+"""``fundiff noise | denoise | generate | edit | inpaint | anagram | hybrid``: load, call :mod:`fundiff.parta`, write.
 
-Each command loads ``--model``, runs one function of :mod:`fundiff.parta`, and writes PNGs (single
-images at the model's size, grids enlarged) and ``args.json`` (arguments, seed, sampling, model,
-versions) into a new output directory; an existing non-empty one is refused unless ``--force``.
-With a DeepFloyd model, ``--upsample`` also writes every result through stage II at 256 px
-(:mod:`fundiff.cli.deepfloyd`), and a prompt model given no prompt uses 'a high quality photo'.
+Each command writes PNGs (single images at the model's size, grids enlarged) and ``args.json`` (arguments, seed,
+the resolved sampling settings, model, versions) into its output folder. With a DeepFloyd model,
+``--upsample`` also writes every result through stage II at 256 px (:mod:`fundiff.cli.stage2_outputs`), and a
+prompt model given no prompt uses 'a high quality photo'.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+import time
 from pathlib import Path
 
 import torch
 import typer
 
 from fundiff import parta as ops
+from fundiff.cli.options import ModelOptions, OutputOptions, SamplingOptions, StageTwoOptions
 from fundiff.core.model import Condition, DiffusionModel
+from fundiff.core.views import make_view
 from fundiff.errors import UserError
-from fundiff.io.files import pick_device, versions, write_json
+from fundiff.io.files import versions, write_json
+from fundiff.io.guard import prepare_output
 from fundiff.io.images import box_mask, image_size_of, load_image, load_mask, save_image
 from fundiff.io.pictures import save_gif, save_grid
-from fundiff.models import load_diffusion_model
+from fundiff.models import load
 from fundiff.models.deepfloyd.prompts import DEFAULT_PROMPT
 from fundiff.models.deepfloyd.stage1 import DeepFloydModel
 
 
-@dataclass
-class Common:
-    """Options every Part A command shares."""
-
-    model: str = "digits"
-    prompt: str | None = None
-    class_: int | None = None
-    guidance: float | None = None
-    seed: int = 0
-    sampling: ops.Sampling = field(default_factory=ops.Sampling)
-    out: Path | None = None
-    force: bool = False
-    device: str = "auto"
-    upsample: bool = False
-    stage_2: str | None = None
-    steps_2: int | None = None
-    cache: Path | None = None
-    dtype: str = "auto"
-    offload: bool = False
+def slug(text: str, limit: int = 40) -> str:
+    """A safe file-name part: lower-case letters, digits and underscores only."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "empty"
 
 
 def condition_of(model: DiffusionModel, prompt: str | None, class_: int | None) -> Condition:
@@ -60,19 +47,20 @@ def condition_of(model: DiffusionModel, prompt: str | None, class_: int | None) 
 
 
 class Run:
-    """One command's output directory: refuses to overwrite, records everything in args.json."""
+    """One command's run: the model, the resolved sampling settings, the output folder, and args.json."""
 
-    def __init__(self, command: str, c: Common, stem: str) -> None:
-        self.command, self.common = command, c
-        self.dir = Path(c.out) if c.out is not None else Path("outputs") / f"{command}-{stem}-s{c.seed}"
-        if self.dir.exists() and not self.dir.is_dir():
-            raise UserError(f"--out {self.dir} is a file")
-        if self.dir.is_dir() and any(self.dir.iterdir()) and not c.force:
-            raise UserError(f"{self.dir} already exists and is not empty; pass --force or another --out")
-        self.model = load_diffusion_model(c.model, pick_device(c.device), prompt_cache=c.cache, dtype=c.dtype,
-                                          offload=c.offload)
-        if c.upsample and not isinstance(self.model, DeepFloydModel):
+    def __init__(self, command: str, m: ModelOptions, s: SamplingOptions, o: OutputOptions,
+                 up: StageTwoOptions | None, stem: str) -> None:
+        self.command, self.seed, self.up = command, s.seed, up or StageTwoOptions()
+        self.t0 = time.perf_counter()
+        self.model = load(m.model, m.device, prompt_cache=m.prompt_cache, dtype=m.dtype, offload=m.offload)
+        self.sampling = ops.settings(self.model, s.sampling())
+        if self.up.steps_2 is not None:
+            self.up.upsample = True
+        if self.up.upsample and not isinstance(self.model, DeepFloydModel):
             raise UserError(f"--upsample runs DeepFloyd's stage II; model {self.model.name} has none")
+        default = Path("outputs") / f"{command}-{slug(stem, 60)}-{_settings_tag(s)}s{s.seed}"
+        self.dir = prepare_output(o.out if o.out is not None else default, o.force)
         self.files: list[str] = []
         self.stage_2 = None
 
@@ -92,21 +80,33 @@ class Run:
         self.files.append(name)
 
     def upsampled(self, stem: str, x: torch.Tensor, condition: Condition = None, **how: object) -> None:
-        """With --upsample: stage II of ``x`` at 256 px as ``{stem}_256*.png`` (see fundiff.cli.deepfloyd)."""
-        if self.common.upsample:
+        """With --upsample: stage II of ``x`` at 256 px as ``{stem}_256*.png`` (see fundiff.cli.stage2_outputs)."""
+        if self.up.upsample:
             from fundiff.cli.stage2_outputs import save_upsampled
 
             save_upsampled(self, stem, x, condition, **how)
 
     def finish(self, **args: object) -> Path:
-        c = self.common
-        stage_2 = {"stage_2": self.stage_2.describe(), "steps_2": c.steps_2} if self.stage_2 is not None else {}
+        stage_2 = {"stage_2": self.stage_2.describe(), "steps_2": self.up.steps_2} if self.stage_2 is not None else {}
+        seconds = round(time.perf_counter() - self.t0, 1)
         write_json(self.dir / "args.json", {
-            "command": self.command, "args": args, "seed": c.seed, "guidance": c.guidance,
-            "sampling": c.sampling.to_dict(), "model": self.model.describe(), **stage_2, "files": self.files,
-            "versions": versions()})
-        typer.echo(f"wrote {len(self.files)} images and args.json to {self.dir}")
+            "command": self.command, "args": args, "seed": self.seed, "guidance": self.sampling.guidance,
+            "sampling": self.sampling.to_dict(), "model": self.model.describe(), **stage_2, "files": self.files,
+            "seconds": seconds, "versions": versions()})
+        typer.echo(f"wrote {len(self.files)} images and args.json to {self.dir} in {seconds:.1f} s")
         return self.dir
+
+
+def _settings_tag(s: SamplingOptions) -> str:
+    """'g3-steps50-' for the sampling options given (empty when none), so other settings get another folder."""
+    given = {k: v for k, v in s.sampling().to_dict().items() if v is not None}
+    short = {"guidance": "g", "guidance_interval": "gi", "sampler": "", "steps": "steps", "stride": "stride",
+             "variance": "var-", "clip": "clip"}
+    parts = []
+    for k, v in given.items():
+        v = "-".join(f"{x:g}" for x in v) if isinstance(v, list) else (("" if v else "no") if k == "clip" else v)
+        parts.append(f"{short[k]}{v:g}" if isinstance(v, float) else f"{short[k]}{v}")
+    return "".join(f"{slug(p, 20)}-" for p in parts)
 
 
 def _input(run: Run, image: Path, fit: bool = False, invert: str = "auto") -> torch.Tensor:
@@ -114,10 +114,11 @@ def _input(run: Run, image: Path, fit: bool = False, invert: str = "auto") -> to
     return load_image(Path(image), m.image_size, m.channels, m.light_on_dark, invert, fit)
 
 
-def run_noise(image: Path, ts: list[int], c: Common) -> Path:
-    run = Run("noise", c, Path(image).stem)
+def run_noise(image: Path, ts: list[int] | None, run: Run) -> Path:
+    T = run.model.schedule.T
+    ts = ts or [T // 4, T // 2, 3 * T // 4]
     x0 = _input(run, image)
-    noisy = ops.noise(run.model, x0, ts, c.seed)
+    noisy = ops.noise(run.model, x0, ts, run.seed)
     run.image(x0, "input.png")
     for k, x in zip(ts, noisy):
         run.image(x, f"noisy_t{k}.png")
@@ -126,16 +127,18 @@ def run_noise(image: Path, ts: list[int], c: Common) -> Path:
     return run.finish(image=str(image), t=ts)
 
 
-def run_denoise(image: Path, ts: list[int], method: str, blur: tuple[int, float], c: Common) -> Path:
+def run_denoise(image: Path, ts: list[int] | None, method: str, blur: tuple[int, float], cond_args: tuple,
+                run: Run) -> Path:
     methods = ("blur", "one_step", "iterative") if method == "all" else (method.replace("-", "_"),)
     if any(m not in ("blur", "one_step", "iterative") for m in methods):
         raise UserError(f"unknown method {method!r}; choose one of: blur, one-step, iterative, all")
-    run = Run("denoise", c, Path(image).stem)
+    T = run.model.schedule.T
+    ts = ts or [T // 4, T // 2, 3 * T // 4]
     x0 = _input(run, image)
-    cond = condition_of(run.model, c.prompt, c.class_)
+    cond = condition_of(run.model, *cond_args)
     rows = []
     for k in ts:
-        res = ops.denoise(run.model, x0, k, cond, c.guidance, c.seed, c.sampling, blur)
+        res = ops.denoise(run.model, x0, k, cond, seed=run.seed, sampling=run.sampling, blur=blur, progress=True)
         run.image(res["noisy"], f"noisy_t{k}.png")
         for m in methods:
             run.image(res[m], f"{m}_t{k}.png")
@@ -149,18 +152,18 @@ def run_denoise(image: Path, ts: list[int], method: str, blur: tuple[int, float]
                       columns=["original", "noisy", *methods], condition=cond)
 
 
-def run_generate(n: int, gif: bool, c: Common) -> Path:
-    run = Run("generate", c, _cond_stem(c))
-    cond = condition_of(run.model, c.prompt, c.class_)
+def run_generate(n: int, gif: bool, cond_args: tuple, run: Run) -> Path:
+    cond = condition_of(run.model, *cond_args)
     frames: list[torch.Tensor] = []
-    strip = ops.Strip(5)
+    ks = run.sampling.timesteps(run.model.schedule.T)
+    strip = ops.Strip(len(ks), max(5, len(ks) // 6))
 
     def callback(d: dict) -> None:
         strip(d)
         if gif:
             frames.append(run.model.to_unit_range(d["x"].float().cpu()).clamp(0, 1))
 
-    x = ops.generate(run.model, n, cond, c.guidance, c.seed, c.sampling, callback)
+    x = ops.generate(run.model, cond, n, seed=run.seed, sampling=run.sampling, callback=callback, progress=True)
     for i in range(n):
         run.image(x[i:i + 1], f"sample_{i:02d}.png")
     run.grid(x, "samples.png", nrow=min(n, 10))
@@ -172,31 +175,29 @@ def run_generate(n: int, gif: bool, c: Common) -> Path:
     return run.finish(n=n, condition=cond)
 
 
-def run_edit(image: Path, i_starts: list[int], fit: bool | None, invert: str, c: Common) -> Path:
-    run = Run("edit", c, Path(image).stem)
+def run_edit(image: Path, i_starts: list[int] | None, fit: bool | None, invert: str, cond_args: tuple,
+             run: Run) -> Path:
     fit = run.model.light_on_dark if fit is None else fit
     x0 = _input(run, image, fit, invert)
-    cond = condition_of(run.model, c.prompt, c.class_)
-    results = ops.edit(run.model, x0, i_starts, cond, c.guidance, c.seed, c.sampling)
+    cond = condition_of(run.model, *cond_args)
+    i_starts = i_starts or ops.default_i_starts(run.model, run.sampling)
+    results = ops.edit(run.model, x0, cond, i_starts, seed=run.seed, sampling=run.sampling, progress=True)
     run.image(x0, "input.png")
     for i, x in results.items():
         run.image(x, f"edit_i{i:02d}.png")
         run.upsampled(f"edit_i{i:02d}", x, cond)
     run.grid(torch.cat([*results.values(), x0]), "edits.png", nrow=len(results) + 1)
-    ts = c.sampling.timesteps(run.model.schedule.T)
+    ts = run.sampling.timesteps(run.model.schedule.T)
     return run.finish(image=str(image), i_start=i_starts, t_start=[ts[i] for i in i_starts], fit=fit,
                       invert=invert, condition=cond, columns=[*(f"i_start={i}" for i in i_starts), "input"])
 
 
-def run_inpaint(image: Path, mask: Path | None, box: list[int] | None, c: Common) -> Path:
-    if (mask is None) == (box is None):
-        raise UserError("give --mask MASK or --box x0 y0 x1 y1 (one of them)")
-    run = Run("inpaint", c, Path(image).stem)
+def run_inpaint(image: Path, mask: Path | None, box: list[int] | None, cond_args: tuple, run: Run) -> Path:
     x0 = _input(run, image)
     size = run.model.image_size
     m = box_mask(box, size) if box is not None else load_mask(Path(mask), size, image_size_of(Path(image)))
-    cond = condition_of(run.model, c.prompt, c.class_)
-    x = ops.inpaint(run.model, x0, m, cond, c.guidance, c.seed, c.sampling)
+    cond = condition_of(run.model, *cond_args)
+    x = ops.inpaint(run.model, x0, m, cond, seed=run.seed, sampling=run.sampling, progress=True)
     run.image(x0, "input.png")
     run.image(m.expand_as(x0), "mask.png")
     run.image(x, "inpainted.png")
@@ -206,15 +207,12 @@ def run_inpaint(image: Path, mask: Path | None, box: list[int] | None, c: Common
                       columns=["input", "mask", "kept", "inpainted"])
 
 
-def run_anagram(prompts: list[str], views: list[str], n: int, c: Common) -> Path:
-    from fundiff.core.views import make_view
-
-    views = views or ["identity", "flip"]
+def run_anagram(prompts: list[str], views: list[str], n: int, run: Run) -> Path:
+    views = views or ["flip"]
     if views[0] != "identity":
         views = ["identity", *views]
-    run = Run("anagram", c, "-".join(prompts).replace(" ", "_")[:60])
     conds = [run.model.check_condition(p) for p in prompts]
-    x = ops.anagram(run.model, conds, views, n, c.guidance, c.seed, c.sampling)
+    x = ops.anagram(run.model, conds, views, n, seed=run.seed, sampling=run.sampling, progress=True)
     shown = [make_view(v, run.model.image_size).view(x) for v in views]
     for v, img in zip(views, shown):
         for i in range(n):
@@ -224,23 +222,15 @@ def run_anagram(prompts: list[str], views: list[str], n: int, c: Common) -> Path
     return run.finish(prompts=prompts, conditions=conds, views=views, n=n, columns=views)
 
 
-def run_hybrid(low: str, high: str, mid: str | None, n: int, kernel: int, sigmas: list[float], c: Common) -> Path:
-    prompts = [low, high] if mid is None else [low, mid, high]
-    if mid is not None and len(sigmas) == 1:
-        sigmas = [sigmas[0], sigmas[0] / 2]
-    run = Run("hybrid", c, "-".join(prompts).replace(" ", "_")[:60])
+def run_hybrid(prompts: list[str], n: int, kernel: int, sigmas: list[float] | None, run: Run) -> Path:
     conds = [run.model.check_condition(p) for p in prompts]
-    x = ops.hybrid(run.model, conds, n, kernel, sigmas, c.guidance, c.seed, c.sampling)
+    sigmas = ops.hybrid_sigmas(run.model, len(conds), sigmas)
+    x = ops.hybrid(run.model, conds, n, kernel, sigmas, seed=run.seed, sampling=run.sampling, progress=True)
     far = ops.lowpass_view(x, kernel, max(sigmas))
     for i in range(n):
         run.image(x[i:i + 1], f"hybrid_{i:02d}.png")
     run.grid(torch.stack([x, far], 1).flatten(0, 1), "hybrid.png", nrow=2)
     run.upsampled("hybrid", x, conditions=conds, kernel=kernel, sigmas=sigmas)
-    return run.finish(low=low, mid=mid, high=high, conditions=conds, n=n, kernel=kernel, sigmas=sigmas,
-                      columns=["hybrid", f"low-pass (sigma {max(sigmas):g}, as seen from far)"])
-
-
-def _cond_stem(c: Common) -> str:
-    if c.class_ is not None:
-        return f"class{c.class_}"
-    return (c.prompt or "unconditional").replace(" ", "_")[:40]
+    low, *mid, high = prompts
+    return run.finish(low=low, mid=mid[0] if mid else None, high=high, conditions=conds, n=n, kernel=kernel,
+                      sigmas=sigmas, columns=["hybrid", f"low-pass (sigma {max(sigmas):g}, as seen from far)"])

@@ -16,7 +16,6 @@ from fundiff.parta import Sampling
 
 Run = Any
 """A :class:`fundiff.cli.parta_run.Run` (not imported: that module imports this one)."""
-Common = Any
 
 
 def stage_2(run: Run):
@@ -24,16 +23,17 @@ def stage_2(run: Run):
     if run.stage_2 is None:
         from fundiff.models.deepfloyd.stage2 import load_upsampler
 
-        run.stage_2 = load_upsampler(run.model, run.common.stage_2)
+        run.stage_2 = load_upsampler(run.model, run.up.stage_2)
     return run.stage_2
 
 
-def stage2_sampling(c: Common) -> Sampling:
+def stage2_sampling(run: Run) -> Sampling:
     """--steps-2 M evenly spaced steps; default diffusers' 50 (980, 960, ..., 0)."""
     from fundiff.models.deepfloyd.stage2 import STAGE2_SAMPLING
 
-    base = STAGE2_SAMPLING if c.steps_2 is None else Sampling(steps=c.steps_2)
-    return replace(base, sampler=c.sampling.sampler, clip=c.sampling.clip)
+    steps_2 = run.up.steps_2
+    base = STAGE2_SAMPLING if steps_2 is None else Sampling(steps=steps_2)
+    return replace(base, sampler=run.sampling.sampler, clip=run.sampling.clip)
 
 
 def save_upsampled(run: Run, stem: str, x: torch.Tensor, condition: Condition = None, **how) -> torch.Tensor:
@@ -42,8 +42,8 @@ def save_upsampled(run: Run, stem: str, x: torch.Tensor, condition: Condition = 
     (inpainting, also blended with the 256 px original), ``image`` + ``ts`` (forward process at 256 px)."""
     from fundiff.models.deepfloyd import stage2 as us
 
-    c, up = run.common, stage_2(run)
-    args = dict(guidance=None, seed=c.seed, sampling=stage2_sampling(c))
+    up = stage_2(run)
+    args = dict(guidance=None, seed=run.seed, sampling=stage2_sampling(run))
     if "ts" in how:
         return _noise_256(run, Path(how["image"]), how["ts"])
     if "views" in how:
@@ -80,7 +80,7 @@ def _save_all(run: Run, images: torch.Tensor, stem: str, nrow: int, names: list[
 def _noise_256(run: Run, image: Path, ts: list[int]) -> torch.Tensor:
     """The forward process at 256 px (nothing for stage II to denoise): the image at 256, noised to each t."""
     x0 = load_image(image, stage_2(run).image_size, 3) * 2 - 1
-    g = torch.Generator().manual_seed(run.common.seed)
+    g = torch.Generator().manual_seed(run.seed)
     noisy = [((edits.noise_to(x0, k, run.model.schedule, g) + 1) / 2).clamp(0, 1) for k in ts]
     _save_all(run, torch.cat([(x0 + 1) / 2, *noisy]), "noisy", len(ts) + 1, ["input", *(f"t{k}" for k in ts)])
     return torch.cat(noisy)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torch import Tensor
 
-from fundiff.core.model import EpsFn, Prediction
+from fundiff.core.contract import Denoiser, Output
 from fundiff.core.views import mean_variance
 from fundiff.errors import UserError
 
@@ -96,7 +96,7 @@ def frequency_bands(kernel: int, sigmas: Sequence[float]) -> list[Band]:
     return [lows[0]] + [_difference(wide, narrow) for narrow, wide in zip(lows[:-1], lows[1:])]
 
 
-def hybrid_denoiser(eps_fns: Sequence[EpsFn], bands: Sequence[Band]) -> EpsFn:
+def hybrid_denoiser(eps_fns: Sequence[Denoiser], bands: Sequence[Band]) -> Denoiser:
     """eps = sum_i band_i(eps_i(x_t, k)); the variance is averaged, not filtered (spec 1.9).
 
     With bands frequency_bands(33, [2.0]) this is spec 1.9: eps = lowpass(eps_1) + highpass(eps_2).
@@ -106,9 +106,9 @@ def hybrid_denoiser(eps_fns: Sequence[EpsFn], bands: Sequence[Band]) -> EpsFn:
                         f"got {len(eps_fns)} denoisers and {len(bands)} bands")
     pairs = list(zip(eps_fns, bands))
 
-    def hybrid(x_t: Tensor, k: Tensor) -> Prediction:
+    def hybrid(x_t: Tensor, k: Tensor) -> Output:
         preds = [eps_fn(x_t, k) for eps_fn, _ in pairs]
-        eps = torch.stack([band(p.eps) for p, (_, band) in zip(preds, pairs)]).sum(0)
-        return Prediction(eps, mean_variance(preds))
+        eps = torch.stack([band(p.value) for p, (_, band) in zip(preds, pairs)]).sum(0)
+        return preds[0].with_value(eps, mean_variance(preds))
 
     return hybrid

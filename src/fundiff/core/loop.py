@@ -1,4 +1,8 @@
-"""DDPM and DDIM updates over any denoiser, and the sampling loop (spec.md 1.4 and Part B)."""
+"""The update functions (DDPM, DDIM, Euler) and the one sampling loop every feature runs on (spec.md 1.4, Part B).
+
+A loop walks a grid of levels (DDPM timestep indices ending at -1, or flow times ending at 1.0); at each step it
+calls the (wrapped) denoiser, applies an update, then an optional projection (inpainting) and a callback.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,16 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from fundiff.core.model import EpsFn, Prediction
-from fundiff.core.schedule import Schedule
+from fundiff.core.contract import Denoiser, EpsFn, Output, Prediction, Velocity, VelocityFn
+from fundiff.core.sampling import Sampling
+from fundiff.core.schedule import FlowPath, Schedule
 
-VARIANCES = ("beta", "posterior", "learned")
 Callback = Callable[[dict], None]
-Projection = Callable[[torch.Tensor, int], torch.Tensor]
-"""project(x_t', k') -> x_t': applied after every step (k' = -1 is the clean image), e.g. inpainting."""
+Projection = Callable[[torch.Tensor, int | float], torch.Tensor]
+"""project(x_t', level') -> x_t': applied after every step (level -1 or 1.0 is the clean image), e.g. inpainting."""
+Step = Callable[[torch.Tensor, Output, int | float, int | float, torch.Generator | None],
+                tuple[torch.Tensor, torch.Tensor]]
+"""step(x, prediction, level, next_level, generator) -> (x at next_level, x0_hat)."""
 
 
 def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
@@ -70,38 +77,71 @@ def ddim_update(x_t: torch.Tensor, pred: Prediction, abar_t: torch.Tensor, abar_
     return abar_prev.sqrt() * x0_hat + (1 - abar_prev).sqrt() * eps, x0_hat
 
 
+def euler_update(x_t: torch.Tensor, pred: Velocity, t: float, t_next: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Euler step of the flow ODE: x_t' = x_t + (t' - t) u(x_t, t); returns (x_t', x1_hat = x_t + (1 - t) u)."""
+    return x_t + (t_next - t) * pred.v, x_t + (1 - t) * pred.v
+
+
+def ddpm_step(schedule: Schedule, sampler: str = "ddpm", variance: str = "beta",
+              clip: tuple[float, float] | None = None) -> Step:
+    """The strided DDPM (or DDIM) step from index k to k' on ``schedule``; noise z is drawn on the CPU from the
+    generator (after the model call, none on the last step) so a seed gives the same image on any device."""
+
+    def step(x: torch.Tensor, pred: Prediction, k: int, k_prev: int, g: torch.Generator | None):
+        abar_t, abar_prev = (schedule.abar(v).to(x.dtype).to(x.device) for v in (k, k_prev))
+        if sampler == "ddim":
+            return ddim_update(x, pred, abar_t, abar_prev, clip=clip)
+        noise = None if k_prev < 0 else torch.randn(x.shape, generator=g).to(x.device)
+        return ddpm_update(x, pred, abar_t, abar_prev, noise, variance, clip)
+
+    return step
+
+
+def euler_step(x: torch.Tensor, pred: Velocity, t: float, t_next: float, g: torch.Generator | None = None):
+    """:func:`euler_update` as a loop step."""
+    return euler_update(x, pred, t, t_next)
+
+
+def make_step(process: Schedule | FlowPath, s: Sampling, value_range: tuple[float, float]) -> Step:
+    """The update a model's process and resolved sampling settings call for: Euler on a flow path, else the
+    DDPM/DDIM step with the chosen variance and (when ``s.clip``) x0_hat clamped to ``value_range``."""
+    if isinstance(process, FlowPath):
+        return euler_step
+    return ddpm_step(process, "ddim" if s.sampler == "ddim" else "ddpm", s.variance or "beta",
+                     value_range if s.clip else None)
+
+
+def level_tensor(level: int | float, x: torch.Tensor) -> torch.Tensor:
+    """(B,) levels for a denoiser: long timestep indices for DDPM, float32 times for flow."""
+    dtype = torch.long if isinstance(level, int) else torch.float32
+    return torch.full((x.shape[0],), level, dtype=dtype, device=x.device)
+
+
+def run_loop(fn: Denoiser, x: torch.Tensor, levels: Sequence[int | float], step: Step,
+             generator: torch.Generator | None = None, callback: Callback | None = None,
+             project: Projection | None = None) -> torch.Tensor:
+    """The one sampling loop: for each pair (level, next) of ``levels``, x <- step(x, fn(x, level), level, next);
+    then ``project`` (if given) maps x, and ``callback`` gets {"i", "k", "k_prev", "x", "x0_hat"}."""
+    for i, (cur, nxt) in enumerate(zip(levels[:-1], levels[1:])):
+        pred = fn(x, level_tensor(cur, x))
+        x, x0_hat = step(x, pred, cur, nxt, generator)
+        if project is not None:
+            x = project(x, nxt)
+        if callback is not None:
+            callback({"i": i, "k": cur, "k_prev": nxt, "x": x, "x0_hat": x0_hat})
+    return x
+
+
 def sample_loop(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], schedule: Schedule,
                 generator: torch.Generator | None = None, sampler: str = "ddpm", variance: str = "beta",
                 clip: tuple[float, float] | None = None, callback: Callback | None = None,
                 project: Projection | None = None) -> torch.Tensor:
-    """Run x from timesteps[0] down through timesteps (descending) to a clean image.
-
-    Each step goes from k to the next entry (or to the clean image after the last). The noise z is
-    drawn on the CPU from ``generator`` so a seed gives the same image on any device. ``project``
-    (if given) maps each new x_t' before the next step; ``callback`` gets {"i", "k", "k_prev", "x",
-    "x0_hat"} after every step.
-    """
-    ks = list(timesteps) + [-1]
-    for i, (k, k_prev) in enumerate(zip(ks[:-1], ks[1:])):
-        abar_t, abar_prev = (schedule.abar(v).to(x.dtype).to(x.device) for v in (k, k_prev))
-        pred = eps_fn(x, torch.full((x.shape[0],), k, dtype=torch.long, device=x.device))
-        if sampler == "ddim":
-            x, x0_hat = ddim_update(x, pred, abar_t, abar_prev, clip=clip)
-        else:
-            noise = None if k_prev < 0 else torch.randn(x.shape, generator=generator).to(x.device)
-            x, x0_hat = ddpm_update(x, pred, abar_t, abar_prev, noise, variance, clip)
-        if project is not None:
-            x = project(x, k_prev)
-        if callback is not None:
-            callback({"i": i, "k": k, "k_prev": k_prev, "x": x, "x0_hat": x0_hat})
-    return x
+    """DDPM/DDIM sampling from timesteps[0] down through ``timesteps`` (descending) to the clean image."""
+    return run_loop(eps_fn, x, schedule.levels(list(timesteps)), ddpm_step(schedule, sampler, variance, clip),
+                    generator, callback, project)
 
 
-def euler_loop(velocity_fn: EpsFn, x: torch.Tensor, steps: int, callback: Callback | None = None) -> torch.Tensor:
-    """Flow-matching sampling by Euler: x <- x + (1 / N) u_theta(x, i / N), i = 0..N-1, from x_0 ~ N(0, I)."""
-    for i in range(steps):
-        t = torch.full((x.shape[0],), i / steps, device=x.device)
-        x = x + velocity_fn(x, t).eps / steps
-        if callback is not None:
-            callback({"i": i, "k": i, "x": x, "x0_hat": x})
-    return x
+def euler_loop(velocity_fn: VelocityFn, x: torch.Tensor, steps: int, callback: Callback | None = None) -> torch.Tensor:
+    """Flow-matching sampling by Euler (spec): x <- x + (1 / N) u_theta(x, i / N), i = 0..N-1, from x_0 ~ N(0, I)."""
+    path = FlowPath(steps)
+    return run_loop(velocity_fn, x, path.levels(list(range(steps - 1, -1, -1))), euler_step, None, callback)

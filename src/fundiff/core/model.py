@@ -1,67 +1,74 @@
-"""The denoiser contract (design.md): ``eps_fn(x_t, k) -> Prediction``, and the model behind it."""
+"""The model every command, the report and the Python API work with: a bound-denoiser factory, the process it
+was trained on, its device and its own sampling defaults (from its card)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 
-from fundiff.core.schedule import Schedule
+from fundiff.core.contract import Condition, Denoiser, EpsFn, Prediction, Velocity, VelocityFn
+from fundiff.core.sampling import Sampling
+from fundiff.core.schedule import FlowPath, Schedule
 from fundiff.errors import UserError
 
-Condition = str | int | None
-"""What a denoiser is bound to: a prompt (str), a class (int), or None for the unconditional one."""
+__all__ = ["Condition", "DiffusionModel", "EpsFn", "Prediction", "Sampling", "Velocity", "VelocityFn"]
 
 
-@dataclass
-class Prediction:
-    """A model's output at one step: the noise (or velocity) estimate and, optionally, its
-    learned variance channels v in [-1, 1] (DeepFloyd's learned range)."""
-
-    eps: torch.Tensor
-    variance: torch.Tensor | None = None
-
-
-class EpsFn(Protocol):
-    """A denoiser bound to its conditioning: x_t (B,C,H,W), k (B,) timestep indices."""
-
-    def __call__(self, x_t: torch.Tensor, k: torch.Tensor) -> Prediction: ...
-
-
-@dataclass
+@dataclass(eq=False)
 class DiffusionModel:
-    """A pixel-space epsilon-prediction model as fundiff's Part A operations see it.
+    """A pixel-space diffusion model as fundiff's operations see it.
 
-    ``bind(condition)`` returns the model's :class:`EpsFn` for a condition (None: unconditional).
-    ``conditioning`` is "class", "prompt" or "none"; ``value_range`` is the data range of x_0
-    ((0, 1) for fundiff's digits, (-1, 1) for DeepFloyd and most diffusers models);
-    ``light_on_dark`` says its images are light strokes on a dark ground (MNIST), which image
-    loading uses to orient drawings.
+    ``bind(condition)`` returns the model's denoiser for a condition (None: unconditional): an
+    :class:`EpsFn` when ``schedule`` is a DDPM :class:`Schedule`, a :class:`VelocityFn` when it is a
+    :class:`FlowPath`. ``conditioning`` is "class", "prompt" or "none"; ``value_range`` is the data range
+    of x_0 ((0, 1) for fundiff's digits, (-1, 1) for DeepFloyd and most diffusers models);
+    ``light_on_dark`` says its images are light strokes on a dark ground (MNIST), which image loading uses
+    to orient drawings. ``sampling`` holds every sampling default from the model's card.
     """
 
     name: str
-    schedule: Schedule
+    schedule: Schedule | FlowPath
     image_size: int
     channels: int
     value_range: tuple[float, float]
-    learned_variance: bool
     conditioning: str
-    bind: Callable[[Condition], EpsFn]
+    bind: Callable[[Condition], Denoiser]
+    sampling: Sampling
+    learned_variance: bool = False
     num_classes: int = 0
-    default_guidance: float = 7.0
+    class_names: tuple[str, ...] = ()
     light_on_dark: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     info: dict = field(default_factory=dict)
 
-    def denoiser(self, condition: Condition = None) -> EpsFn:
-        """The bound denoiser eps_fn(x_t, k) for ``condition`` (checked first)."""
+    @property
+    def is_flow(self) -> bool:
+        return isinstance(self.schedule, FlowPath)
+
+    @property
+    def default_guidance(self) -> float:
+        return self.sampling.guidance
+
+    def __repr__(self) -> str:
+        kind = "flow-matching" if self.is_flow else "DDPM"
+        cond = {"class": f"{self.num_classes}-class", "prompt": "text", "none": "unconditional"}[self.conditioning]
+        return (f"DiffusionModel({self.name!r}: {cond} {kind}, {self.channels}x{self.image_size}x{self.image_size}, "
+                f"T={self.schedule.T}, {self.device})")
+
+    def denoiser(self, condition: Condition = None) -> Denoiser:
+        """The bound denoiser for ``condition`` (checked first)."""
         return self.bind(self.check_condition(condition))
 
     def check_condition(self, condition: Condition) -> Condition:
-        """A class for class models (a digit string counts), a prompt for prompt models, None for any."""
+        """A class for class models (its number or name), a prompt for prompt models, None for any."""
         if condition is None:
             return None
+        if isinstance(condition, list | tuple):
+            if self.conditioning != "class":
+                raise UserError(f"model {self.name} takes one condition for all images, not one per image")
+            return [self._check_class(c) for c in condition]
         if self.conditioning == "none":
             raise UserError(f"model {self.name} is unconditional; it takes no --class or --prompt")
         if self.conditioning == "class":
@@ -72,8 +79,12 @@ class DiffusionModel:
 
     def _check_class(self, condition: Condition) -> int:
         text = str(condition).strip()
-        if not text.lstrip("-").isdigit():
-            raise UserError(f"model {self.name} is class-conditioned: give a class 0-{self.num_classes - 1}, "
+        names = [n.lower() for n in self.class_names]
+        if text.lower() in names:
+            return names.index(text.lower())
+        if not (text.isascii() and text.lstrip("-").isdigit()):
+            known = f" or a name ({', '.join(self.class_names)})" if self.class_names else ""
+            raise UserError(f"model {self.name} is class-conditioned: give a class 0-{self.num_classes - 1}{known}, "
                             f"not the prompt {condition!r}")
         if not 0 <= int(text) < self.num_classes:
             raise UserError(f"class {text} is outside 0-{self.num_classes - 1} for model {self.name}")
@@ -91,6 +102,8 @@ class DiffusionModel:
 
     def describe(self) -> dict:
         """What a run records about its model."""
-        return {"name": self.name, "T": self.schedule.T, "image_size": self.image_size, "channels": self.channels,
-                "value_range": list(self.value_range), "learned_variance": self.learned_variance,
-                "conditioning": self.conditioning, "default_guidance": self.default_guidance, **self.info}
+        return {"name": self.name, "process": "flow" if self.is_flow else "ddpm", "T": self.schedule.T,
+                "image_size": self.image_size, "channels": self.channels, "value_range": list(self.value_range),
+                "learned_variance": self.learned_variance, "conditioning": self.conditioning,
+                "class_names": list(self.class_names), "sampling": self.sampling.to_dict(),
+                "device": str(self.device), **self.info}

@@ -44,8 +44,64 @@ class Schedule:
         """The network's time input: t / T with the spec's t = k + 1 (so t / T is in (0, 1])."""
         return (torch.as_tensor(k, dtype=torch.float32) + 1.0) / self.T
 
+    def levels(self, timesteps: list[int]) -> list[int]:
+        """The loop's grid: the descending timesteps, then -1 (the clean image)."""
+        return [*timesteps, -1]
+
+    def noise_level(self, k: int) -> float:
+        """Where timestep index k lies between data (0) and noise (1): t / T = (k + 1) / T."""
+        return (k + 1) / self.T
+
+    def forward(self, x0: torch.Tensor, k: int, eps: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps at timestep index k (one k for the batch)."""
+        return forward_process(x0, torch.full((x0.shape[0],), k, device=x0.device), self, eps)
+
+    def x0_hat(self, x_t: torch.Tensor, pred, k: int) -> torch.Tensor:
+        """x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)."""
+        abar = self.abar(k).to(x_t.dtype).to(x_t.device)
+        return (x_t - (1 - abar).sqrt() * pred.eps) / abar.sqrt()
+
+    def is_clean(self, k: int) -> bool:
+        return k < 0
+
     def to_dict(self) -> dict:
         return {"betas": self.betas.tolist()}
+
+
+@dataclass(frozen=True)
+class FlowPath:
+    """The flow-matching path x_t = (1 - t) x_0 + t x_1 from noise x_0 (t = 0) to data x_1 (t = 1), on the grid
+    of T timestep indices that Part A uses for every model: index k is time t = (T - 1 - k) / T, so k = T - 1 is
+    pure noise, and the clean image (k = -1) is t = 1. Full-grid sampling is the spec's Euler loop,
+    x <- x + (1 / T) u(x, i / T), i = 0 .. T - 1."""
+
+    T: int  # noqa: N815 - the paper's name
+
+    def time(self, k: int) -> float:
+        """t = (T - 1 - k) / T."""
+        return (self.T - 1 - k) / self.T
+
+    def levels(self, timesteps: list[int]) -> list[float]:
+        """The loop's grid: times t for the descending timestep indices, then 1.0 (the data)."""
+        return [self.time(k) for k in timesteps] + [1.0]
+
+    def noise_level(self, t: float) -> float:
+        """1 - t: 1 at pure noise, 0 at the data (the same scale as a DDPM's t / T)."""
+        return 1.0 - t
+
+    def forward(self, x0: torch.Tensor, t: float, eps: torch.Tensor) -> torch.Tensor:
+        """x_t = (1 - t) eps + t x_0 at time t (x_0 here is the clean image, the path's x_1)."""
+        return (1 - t) * eps + t * x0
+
+    def x0_hat(self, x_t: torch.Tensor, pred, t: float) -> torch.Tensor:
+        """The clean-image estimate x_t + (1 - t) u(x_t, t)."""
+        return x_t + (1 - t) * pred.v
+
+    def is_clean(self, t: float) -> bool:
+        return t >= 1.0
+
+    def to_dict(self) -> dict:
+        return {"kind": "flow", "T": self.T}
 
 
 def linear_schedule(T: int = 300, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:

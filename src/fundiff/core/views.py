@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from fundiff.core.model import EpsFn, Prediction
+from fundiff.core.contract import Denoiser, Output
 from fundiff.errors import UserError
 
 
@@ -209,13 +209,13 @@ def make_view(name: str, size: int) -> View:
     return _FACTORIES[name](size)
 
 
-def mean_variance(preds: Sequence[Prediction]) -> Tensor | None:
+def mean_variance(preds: Sequence[Output]) -> Tensor | None:
     """The mean of the predictions' learned variances (untransformed, spec 1.8), None if none has one."""
     variances = [p.variance for p in preds if p.variance is not None]
     return torch.stack(variances).mean(0) if variances else None
 
 
-def anagram_denoiser(eps_fns: Sequence[EpsFn], views: Sequence[View]) -> EpsFn:
+def anagram_denoiser(eps_fns: Sequence[Denoiser], views: Sequence[View]) -> Denoiser:
     """eps = (1/n) sum_i v_i^-1(eps_i(v_i(x_t), k)); the variance is averaged, not transformed (spec 1.8).
 
     With views (identity, flip) this is spec 1.8: eps = (UNet(x_t, t, p1) + flip(UNet(flip(x_t), t, p2))) / 2.
@@ -225,9 +225,9 @@ def anagram_denoiser(eps_fns: Sequence[EpsFn], views: Sequence[View]) -> EpsFn:
                         f"got {len(eps_fns)} denoisers and {len(views)} views")
     pairs = list(zip(eps_fns, views))
 
-    def anagram(x_t: Tensor, k: Tensor) -> Prediction:
+    def anagram(x_t: Tensor, k: Tensor) -> Output:
         preds = [eps_fn(v.view(x_t), k) for eps_fn, v in pairs]
-        eps = torch.stack([v.inverse_view(p.eps) for p, (_, v) in zip(preds, pairs)]).mean(0)
-        return Prediction(eps, mean_variance(preds))
+        eps = torch.stack([v.inverse_view(p.value) for p, (_, v) in zip(preds, pairs)]).mean(0)
+        return preds[0].with_value(eps, mean_variance(preds))
 
     return anagram

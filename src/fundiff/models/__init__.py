@@ -1,10 +1,12 @@
-"""Resolving ``--model``: the digit model fundiff ships, a fundiff run or weights file, DeepFloyd IF stage I
-(``deepfloyd``, ``deepfloyd:NAME``, a local IFPipeline directory), or a diffusers UNet2DModel directory,
-each as a :class:`~fundiff.core.model.DiffusionModel`."""
+"""Loading any model a user can name into one :class:`~fundiff.core.model.DiffusionModel`: the digit model
+fundiff ships (``digits``), a fundiff run directory or weights file (DDPM or flow matching), DeepFloyd IF
+stage I (``deepfloyd``, ``deepfloyd:NAME``, a local IFPipeline directory), or a diffusers UNet2DModel (a local
+directory or a Hub id such as ``google/ddpm-cifar10-32``)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -12,13 +14,16 @@ import torch
 
 from fundiff.core.model import DiffusionModel
 from fundiff.errors import UserError
+from fundiff.io.files import pick_device
 from fundiff.models.deepfloyd.stage1 import LoadOptions, deepfloyd_model, is_deepfloyd_spec
-from fundiff.models.diffusers_unet import diffusers_unet_model, is_diffusers_dir
-from fundiff.models.fundiff_unet import digit_model
+from fundiff.models.diffusers_unet import diffusers_unet_model, is_diffusers_dir, is_hub_id
+from fundiff.models.fundiff_unet import fundiff_model
 from fundiff.train.checkpoint import RUN_FILE, load_model
 
 SHIPPED = {"digits": "digits.safetensors"}
 """Models inside the package: name -> file in fundiff/assets (a card ``<stem>.json`` beside it)."""
+MODEL_HELP = ("digits (shipped), a fundiff run directory or weights file, deepfloyd[:IF-I-M-v1.0] or a local IF "
+              "directory, or a diffusers UNet2DModel directory or Hub id")
 
 
 def shipped_path(name: str) -> Path:
@@ -32,33 +37,41 @@ def shipped_card(name: str) -> dict:
     return json.loads(card.read_text()) if card.is_file() else {}
 
 
-def load_diffusion_model(spec: str, device: torch.device | str = "cpu", *, prompt_cache: Path | None = None,
-                         dtype: str = "auto", offload: bool = False) -> DiffusionModel:
-    """``digits`` (shipped), a fundiff run directory or weights file, DeepFloyd IF, or a diffusers model directory.
+def load(spec: str | Path, device: torch.device | str = "auto", *, epoch: int | None = None,
+         precision: str | None = None, prompt_cache: Path | None = None, dtype: str = "auto",
+         offload: bool = False) -> DiffusionModel:
+    """The model ``spec`` names, on ``device`` ("auto": CUDA when there is one).
 
-    ``prompt_cache``, ``dtype`` (auto | fp32 | fp16 | bf16) and ``offload`` only concern DeepFloyd.
+    ``epoch`` picks a fundiff run's weights saved after that epoch and ``precision`` (fp32 | bf16) overrides the
+    precision its recipe samples in; ``prompt_cache``, ``dtype`` (auto | fp32 |
+    fp16 | bf16) and ``offload`` only concern DeepFloyd.
     """
+    spec, device = str(spec), pick_device(str(device))
     if spec in SHIPPED:
         path = shipped_path(spec)
         if not path.is_file():
             raise UserError(f"the shipped model {spec!r} is missing from this install ({path})")
-        return _fundiff_model(path, spec, device, {"card": shipped_card(spec)})
+        return _fundiff(path, spec, device, epoch, precision, {"card": shipped_card(spec)})
     path = Path(spec).expanduser()
-    if path.is_dir() and (path / RUN_FILE).is_file():
-        return _fundiff_model(path, str(path), device)
-    if path.is_file() and path.suffix == ".safetensors":
-        return _fundiff_model(path, str(path), device)
+    if (path.is_dir() and (path / RUN_FILE).is_file()) or (path.is_file() and path.suffix == ".safetensors"):
+        return _fundiff(path, str(path), device, epoch, precision)
+    if epoch is not None:
+        raise UserError(f"--epoch picks the weights of a fundiff run; {spec} is not one")
     if is_deepfloyd_spec(spec):
-        return deepfloyd_model(spec, LoadOptions(str(torch.device(device)), dtype, offload, prompt_cache))
-    if path.is_dir() and is_diffusers_dir(path):
-        model = diffusers_unet_model(path, device)
-        model.info["device"] = str(device)
-        return model
-    raise UserError(f"unknown model {spec!r}: use one of {', '.join(SHIPPED)}, deepfloyd[:IF-I-M-v1.0], a fundiff "
-                    "run directory or weights file, or a diffusers UNet2DModel or IFPipeline directory")
+        return deepfloyd_model(spec, LoadOptions(str(device), dtype, offload, prompt_cache))
+    if (path.is_dir() and is_diffusers_dir(path)) or (not path.exists() and is_hub_id(spec)):
+        return diffusers_unet_model(spec, device)
+    if path.exists():
+        raise UserError(f"{spec} is not a model fundiff can load: use {MODEL_HELP}")
+    raise UserError(f"unknown model {spec!r} (no such file or directory): use {MODEL_HELP}")
 
 
-def _fundiff_model(path: Path, name: str, device: torch.device | str, extra: dict | None = None) -> DiffusionModel:
-    net, recipe, epoch = load_model(path, None, device)
-    return digit_model(net, recipe, name, {"epoch": epoch, "source": str(path), "device": str(device),
-                                           **(extra or {})})
+load_diffusion_model = load
+
+
+def _fundiff(path: Path, name: str, device: torch.device, epoch: int | None, precision: str | None,
+             extra: dict | None = None) -> DiffusionModel:
+    net, recipe, ep = load_model(path, epoch, device)
+    if precision is not None:
+        recipe = replace(recipe, precision=precision)
+    return fundiff_model(net, recipe, name, device, {"epoch": ep, "source": str(path), **(extra or {})})

@@ -14,12 +14,34 @@ from pathlib import Path
 import torch
 
 from fundiff.core.model import Condition, DiffusionModel, EpsFn, Prediction
+from fundiff.core.sampling import Sampling
 from fundiff.core.schedule import Schedule
 from fundiff.errors import UserError
 
 DISCRETE_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "DPMSolverMultistepScheduler",
                        "EulerDiscreteScheduler")
 LATENT_PARTS = ("vae", "vqvae", "text_encoder")
+
+
+def is_hub_id(spec: str) -> bool:
+    """``owner/name`` as the Hugging Face Hub spells a repository (e.g. ``google/ddpm-cifar10-32``)."""
+    parts = spec.split("/")
+    return len(parts) == 2 and all(p and p[0].isalnum() and p.replace("-", "").replace("_", "").replace(".", "")
+                                   .isalnum() for p in parts)
+
+
+def from_hub(repo_id: str) -> Path:
+    """The local snapshot of a Hub repository (downloaded when online; the cache when offline)."""
+    from huggingface_hub import snapshot_download
+
+    from fundiff.models.deepfloyd.hub import hub_error, quiet
+
+    try:
+        with quiet():
+            return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*/*.json",
+                                                                   "*/*.safetensors"]))
+    except Exception as e:  # noqa: BLE001 - offline, gated, missing: one line that says which
+        raise hub_error(e, repo_id) from None
 
 
 def is_diffusers_dir(path: Path) -> bool:
@@ -59,13 +81,16 @@ def load_scheduler_schedule(scheduler_dir: Path) -> tuple[Schedule, dict]:
     return Schedule(sched.betas.double()), cfg
 
 
-def diffusers_unet_model(path: Path, device: torch.device | str = "cpu") -> DiffusionModel:
-    """Load a diffusers UNet2DModel and its schedule; class-conditioned when it has class embeddings."""
+def diffusers_unet_model(spec: str | Path, device: torch.device | str = "cpu") -> DiffusionModel:
+    """Load a diffusers UNet2DModel (a local directory or a Hub id) and its schedule; class-conditioned when it
+    has class embeddings (such a model has no null class, so it samples with guidance 1 by default)."""
     try:
         from diffusers import UNet2DModel
     except ImportError:
         raise UserError("diffusers models need the diffusers package: pip install 'fundiff[diffusers]'") from None
-    path = Path(path)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        path = from_hub(str(spec))
     _refuse_latent_pipeline(path)
     unet_dir, sched_dir = _parts(path)
     config = _read_json(unet_dir / "config.json")
@@ -88,9 +113,13 @@ def diffusers_unet_model(path: Path, device: torch.device | str = "cpu") -> Diff
         raise UserError(f"{unet_dir}: a Fourier-time (score SDE) UNet is not a discrete DDPM model")
     bind = _binder(unet, channels, n_classes)
     size = _square_size(unet_dir, unet.config.sample_size)
-    return DiffusionModel(name=str(path), schedule=schedule, image_size=size,
+    stride = max(1, round(schedule.T * 3 / 100))
+    sampling = Sampling(sampler="ddpm", stride=stride, variance="learned" if learned else "posterior", clip=True,
+                        guidance=1.0, guidance_interval=(0.0, 1.0))
+    return DiffusionModel(name=str(spec), schedule=schedule, image_size=size,
                           channels=channels, value_range=(-1.0, 1.0), learned_variance=learned,
                           conditioning="class" if n_classes else "none", bind=bind, num_classes=n_classes,
+                          sampling=sampling, device=torch.device(device),
                           info={"kind": "diffusers-UNet2DModel", "path": str(path)})
 
 
@@ -117,7 +146,8 @@ def _binder(unet, channels: int, n_classes: int):
 
     def bind(condition: Condition) -> EpsFn:
         if n_classes and condition is None:
-            raise UserError("this diffusers class model has no null class: give --class")
+            raise UserError("this diffusers class model has no null class: give --class, and --guidance 1 (it "
+                            "cannot do classifier-free guidance)")
 
         @torch.no_grad()
         def eps_fn(x_t: torch.Tensor, k: torch.Tensor) -> Prediction:

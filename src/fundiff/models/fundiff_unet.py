@@ -1,12 +1,21 @@
-"""Adapter: a fundiff UNet bound to a class (or none) as a denoiser (design.md contract)."""
+"""Adapter: a trained fundiff UNet (DDPM or flow matching, class- or time-conditioned) as a DiffusionModel.
+
+The model's sampling defaults come from the recipe it was trained with (its card): the DDPM update with the
+beta variance (spec Part B) over all T steps, x0_hat clamped when the recipe says so, CFG at the recipe's
+gamma on its guidance interval; Euler over T steps for flow models.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from fundiff.core.model import Condition, DiffusionModel, EpsFn, Prediction
-from fundiff.core.schedule import Schedule, linear_schedule
+from fundiff.core.contract import Condition, Denoiser, EpsFn, Prediction, Velocity, VelocityFn
+from fundiff.core.model import DiffusionModel
+from fundiff.core.sampling import Sampling
+from fundiff.core.schedule import FlowPath, Schedule, linear_schedule
 from fundiff.errors import UserError
 from fundiff.nets.unet import UNet
 from fundiff.train.recipes import Recipe
@@ -20,43 +29,79 @@ def class_vector(labels: torch.Tensor | None, batch: int, num_classes: int = 10)
     return F.one_hot(labels.long(), num_classes).float().expand(batch, -1)
 
 
-def unet_denoiser(net: UNet, schedule: Schedule | None, labels: torch.Tensor | None = None,
-                  precision: str = "fp32") -> EpsFn:
-    """eps_fn(x_t, k) = net(x_t, t, c): DDPM nets see t = (k + 1) / T; flow nets (schedule None)
-    see the continuous time k in [0, 1] and return the velocity in ``Prediction.eps``. With
-    ``precision="bf16"`` the net runs under bf16 autocast; the sampler's arithmetic stays float32."""
+def _net_call(net: UNet, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
+              precision: str) -> torch.Tensor:
+    """net(x_t, t, c) without gradients, under bf16 autocast for ``precision="bf16"``; float32 out."""
     cond = net.config.conditioning
+    c = class_vector(labels, x_t.shape[0], net.config.num_classes).to(x_t.device) if cond == "class" else None
+    with torch.no_grad(), torch.autocast(x_t.device.type, torch.bfloat16, enabled=precision == "bf16"):
+        out = net(x_t.contiguous(memory_format=torch.channels_last), t.to(x_t.device) if cond != "none" else None, c)
+    return out.float().contiguous()
+
+
+def unet_denoiser(net: UNet, schedule: Schedule, labels: torch.Tensor | None = None,
+                  precision: str = "fp32") -> EpsFn:
+    """eps_fn(x_t, k) = net(x_t, t / T, c) with the spec's t = k + 1 (DDPM nets)."""
 
     def eps_fn(x_t: torch.Tensor, k: torch.Tensor) -> Prediction:
-        t = (k.float() if schedule is None else schedule.model_time(k.cpu())).to(x_t.device)
-        c = class_vector(labels, x_t.shape[0], net.config.num_classes).to(x_t.device) if cond == "class" else None
-        with torch.no_grad(), torch.autocast(x_t.device.type, torch.bfloat16, enabled=precision == "bf16"):
-            out = net(x_t.contiguous(memory_format=torch.channels_last), t if cond != "none" else None, c)
-        return Prediction(out.float().contiguous())
+        return Prediction(_net_call(net, x_t, schedule.model_time(k.cpu()), labels, precision))
 
     return eps_fn
 
 
-def digit_model(net: UNet, recipe: Recipe, name: str, info: dict | None = None) -> DiffusionModel:
-    """A trained fundiff DDPM net (class- or time-conditioned) as a :class:`DiffusionModel` on [0, 1] images.
+def unet_velocity(net: UNet, labels: torch.Tensor | None = None, precision: str = "fp32") -> VelocityFn:
+    """velocity_fn(x_t, t) = u_theta(x_t, t, c) (flow-matching nets, t in [0, 1])."""
 
-    Class nets bind a digit (or None: the null class, eps_u of CFG); time nets are unconditional.
-    The net runs in the recipe's precision (bf16 autocast for fundiff's default recipe).
-    """
+    def velocity_fn(x_t: torch.Tensor, t: torch.Tensor) -> Velocity:
+        return Velocity(_net_call(net, x_t, t.float(), labels, precision))
+
+    return velocity_fn
+
+
+def recipe_process(recipe: Recipe) -> Schedule | FlowPath:
+    """The DDPM schedule a recipe trained with, or its flow path on T steps."""
+    if recipe.objective == "flow":
+        return FlowPath(recipe.T)
+    return linear_schedule(recipe.T, recipe.beta_start, recipe.beta_end)
+
+
+def recipe_sampling(recipe: Recipe) -> Sampling:
+    """The sampling defaults of a recipe's card: every one of T steps, the spec's beta variance (DDPM) or Euler
+    (flow), x0_hat clamped as the recipe says, CFG gamma and interval from the recipe."""
+    is_class = recipe.model == "class"
+    flow = recipe.objective == "flow"
+    return Sampling(sampler="euler" if flow else "ddpm", stride=1, variance=None if flow else "beta",
+                    clip=bool(recipe.clip_x0) and not flow, guidance=recipe.guidance if is_class else 1.0,
+                    guidance_interval=tuple(recipe.guidance_interval))
+
+
+def _labels(condition: Condition | Sequence[Condition]) -> torch.Tensor | None:
+    if condition is None:
+        return None
+    if isinstance(condition, list | tuple):
+        return torch.tensor([int(c) for c in condition])
+    return torch.tensor([int(condition)])
+
+
+def fundiff_model(net: UNet, recipe: Recipe, name: str, device: torch.device, info: dict | None = None
+                  ) -> DiffusionModel:
+    """A trained fundiff time or class net as a :class:`DiffusionModel` on [0, 1] images, in the recipe's
+    precision (bf16 autocast for fundiff's default recipe). Class nets bind a class (or a list, one per image;
+    None: the null class, eps_u of CFG); time nets are unconditional."""
     if recipe.model == "denoiser":
-        raise UserError(f"{name} is a single-step denoiser; Part A operations need a time or class model")
-    if recipe.objective != "ddpm":
-        raise UserError(f"{name} is a flow-matching model; Part A operations need a DDPM (noise-schedule) model")
-    schedule = linear_schedule(recipe.T, recipe.beta_start, recipe.beta_end)
+        raise UserError(f"{name} is a single-step denoiser: it cannot sample; train a time or class model "
+                        "(its figures: fundiff figures RUN)")
+    process = recipe_process(recipe)
     is_class = net.config.conditioning == "class"
 
-    def bind(condition: Condition) -> EpsFn:
-        labels = None if condition is None else torch.tensor([int(condition)])
-        return unet_denoiser(net, schedule, labels, recipe.precision)
+    def bind(condition: Condition | Sequence[Condition]) -> Denoiser:
+        labels = _labels(condition) if is_class else None
+        if isinstance(process, FlowPath):
+            return unet_velocity(net, labels, recipe.precision)
+        return unet_denoiser(net, process, labels, recipe.precision)
 
-    return DiffusionModel(name=name, schedule=schedule, image_size=28, channels=net.config.in_channels,
-                          value_range=(0.0, 1.0), learned_variance=False,
-                          conditioning="class" if is_class else "none", bind=bind,
-                          num_classes=net.config.num_classes if is_class else 0,
-                          default_guidance=recipe.guidance if is_class else 1.0, light_on_dark=True,
-                          info={"kind": "fundiff-unet", "recipe": recipe.to_dict(), **(info or {})})
+    return DiffusionModel(name=name, schedule=process, image_size=28, channels=net.config.in_channels,
+                          value_range=(0.0, 1.0), conditioning="class" if is_class else "none", bind=bind,
+                          sampling=recipe_sampling(recipe), num_classes=net.config.num_classes if is_class else 0,
+                          light_on_dark=True, device=torch.device(device),
+                          info={"kind": f"fundiff-unet-{recipe.objective}", "recipe": recipe.to_dict(), **(info or {})})

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
-from fundiff.cli.sample import sample_images
+from fundiff.core.sampling import Sampling
 from fundiff.io.pictures import plot_curves, save_gif, save_grid
-from fundiff.sampling.digits import class_grid_labels
+from fundiff.models.fundiff_unet import fundiff_model
+from fundiff.partb.samples import sample_grid
 from fundiff.train.checkpoint import load_model
 from fundiff.train.loop import read_losses
 from fundiff.train.preview import denoise_examples
@@ -96,25 +97,31 @@ def pure_noise_figure(run_dir: Path, out: Path, n: int = 10, seed: int = 0) -> d
                 "(bottom): the average of the training digits, not a new digit.", epoch=ep, seed=seed)
 
 
-def samples_figure(run_dir: Path, epoch: int, out: Path, sampler: str, steps: int | None, seed: int,
+def samples_figure(run_dir: Path, epoch: int, out: Path, sampler: str | None, steps: int | None, seed: int,
                    gif: bool = True) -> list[dict]:
     """Samples after ``epoch`` (4 per digit for class nets, 40 for time nets) and a GIF of the trajectory."""
     net, r, _ = load_model(run_dir, epoch, "cpu")
-    labels = class_grid_labels(list(range(10)), 4) if r.model == "class" else None
-    frames: list = [] if gif else None
-    x = sample_images(net, r, labels, 40, r.guidance, sampler, steps, seed, frames, desc=f"samples e{epoch}")
-    sampler_name = "euler" if r.objective == "flow" else sampler
+    model = fundiff_model(net, r, str(run_dir), net_device(net))
+    s = Sampling(sampler=sampler, steps=steps).over(model.sampling)
+    frames: list | None = [] if gif else None
+    classes = list(range(10)) if r.model == "class" else None
+    x, _ = sample_grid(model, classes, 4, seed, s, frames, progress=f"samples e{epoch}")
     stem = f"{Path(run_dir).name}_epoch_{epoch:03d}"
+    n_steps = len(s.timesteps(model.schedule.T))
     records = [_rec(save_grid(x, out / f"{stem}.png", nrow=10),
                     f"{r.model}-conditioned {r.objective} samples after epoch {epoch}"
-                    + (f", 4 per digit, CFG gamma = {r.guidance:g}" if r.model == "class" else "") + ".",
-                    epoch=epoch, sampler=sampler_name, steps=steps or ("50" if sampler == "ddim" else r.T),
-                    seed=seed, guidance=r.guidance if r.model == "class" else None)]
+                    + (f", 4 per digit, CFG gamma = {s.guidance:g}" if r.model == "class" else "") + ".",
+                    epoch=epoch, sampler=s.sampler, steps=n_steps, seed=seed,
+                    guidance=s.guidance if r.model == "class" else None)]
     if gif:
         path = save_gif(frames, out / f"{stem}.gif", nrow=10)
         records.append(_rec(path, f"The sampling process from noise to digits, epoch {epoch}.", epoch=epoch,
-                            sampler=sampler_name, seed=seed))
+                            sampler=s.sampler, seed=seed))
     return records
+
+
+def net_device(net: torch.nn.Module) -> torch.device:
+    return next(net.parameters()).device
 
 
 def held_out_digits(net_recipe: Recipe, data_dir: Path | None) -> torch.Tensor:

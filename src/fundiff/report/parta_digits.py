@@ -15,6 +15,7 @@ import torch
 
 from fundiff import parta as ops
 from fundiff.core.model import DiffusionModel
+from fundiff.core.sampling import Sampling
 from fundiff.evaluate.drawings import draw_digit, sklearn_digits
 from fundiff.io.files import atomic_write
 from fundiff.io.images import box_mask, load_image
@@ -26,6 +27,8 @@ I_STARTS = (1, 3, 5, 7, 10, 20)
 BLUR = (5, 1.0)
 """Gaussian blur for 1.2 at 28 px (the reports: kernel 5-7, sigma about 2 at 64 px)."""
 SCALE = 4
+spec = ops.spec_part_a
+"""The report's Part A sections run the spec's strided loop (stride 9 of T = 300, CFG at every step)."""
 
 
 def inputs(held_images: torch.Tensor, held_labels: torch.Tensor, out: Path) -> dict[str, tuple[torch.Tensor, int]]:
@@ -45,6 +48,10 @@ def inputs(held_images: torch.Tensor, held_labels: torch.Tensor, out: Path) -> d
     return found
 
 
+def _edits(model: DiffusionModel, x0: torch.Tensor, cond: int | None, guidance: float, seed: int) -> dict:
+    return ops.edit(model, x0, cond, I_STARTS, guidance=guidance, seed=seed, sampling=spec(model))
+
+
 def _grid(x: torch.Tensor, path: Path, nrow: int) -> Path:
     return save_grid(x.clamp(0, 1), path, nrow=nrow, scale=SCALE)
 
@@ -53,8 +60,9 @@ def class_to_image(model: DiffusionModel, out: Path, seed: int, guidance: float)
     """Part 0: one sample of each class with 10 and with 34 (stride 9) sampling steps, same noise."""
     rows = []
     for steps in (10, None):
-        s = ops.Sampling(steps=steps)
-        rows.append(torch.cat([ops.generate(model, 1, c, guidance, seed + c, s) for c in range(10)]))
+        s = Sampling(steps=steps).over(spec(model))
+        rows.append(torch.cat([ops.generate(model, c, 1, guidance=guidance, seed=seed + c, sampling=s)
+                               for c in range(10)]))
     path = _grid(torch.cat(rows), out / "class_to_image.png", 10)
     return [_rec(path, f"Class to image (the digit model's 'text to image'): digits 0-9 with 10 sampling steps "
                  f"(top) and 34 strided steps (bottom), CFG gamma = {guidance:g}, seed {seed} + digit.",
@@ -71,7 +79,7 @@ def forward(model: DiffusionModel, x0: torch.Tensor, out: Path, seed: int) -> li
 
 def denoising(model: DiffusionModel, x0: torch.Tensor, out: Path, seed: int) -> list[dict]:
     """1.2 (Gaussian blur) and 1.3 (one step, null class): one row per t."""
-    res = [ops.denoise(model, x0, k, None, 1.0, seed, ops.Sampling(), BLUR) for k in TS]
+    res = [ops.denoise(model, x0, k, None, guidance=1.0, seed=seed, sampling=spec(model), blur=BLUR) for k in TS]
     blur = _grid(torch.cat([torch.cat([r["noisy"], r["blur"]]) for r in res]), out / "blur.png", 2)
     one = _grid(torch.cat([torch.cat([x0, r["noisy"], r["one_step"]]) for r in res]), out / "one_step.png", 3)
     return [_rec(blur, f"Classical denoising: x_t (left) and its Gaussian blur, kernel {BLUR[0]}, sigma {BLUR[1]:g} "
@@ -83,8 +91,8 @@ def denoising(model: DiffusionModel, x0: torch.Tensor, out: Path, seed: int) -> 
 
 def iterative(model: DiffusionModel, x0: torch.Tensor, out: Path, seed: int, i_start: int = 10) -> list[dict]:
     """1.4: the strided loop from timesteps[i_start], every 5th step, and the three denoisers compared."""
-    k = ops.Sampling().timesteps(model.schedule.T)[i_start]
-    r = ops.denoise(model, x0, k, None, 1.0, seed, ops.Sampling(), BLUR)
+    k = ops.timesteps(model, ops.settings(model, spec(model)))[i_start]
+    r = ops.denoise(model, x0, k, None, guidance=1.0, seed=seed, sampling=spec(model), blur=BLUR)
     strip = _grid(r["strip"][:, 0], out / "iterative_strip.png", len(r["strip"]))
     cmp = _grid(torch.cat([x0, r["noisy"], r["iterative"], r["one_step"], r["blur"]]), out / "iterative_vs.png", 5)
     return [_rec(strip, f"Iterative denoising from i_start = {i_start} (t = {k}): x_t every 5th step of the strided "
@@ -95,8 +103,8 @@ def iterative(model: DiffusionModel, x0: torch.Tensor, out: Path, seed: int, i_s
 def sampling(model: DiffusionModel, out: Path, seed: int, n: int = 10) -> list[dict]:
     """1.5: samples from pure noise, null class, no guidance, with a GIF of the loop."""
     frames: list[torch.Tensor] = []
-    x = ops.generate(model, n, None, 1.0, seed, ops.Sampling(),
-                     lambda d: frames.append(model.to_unit_range(d["x"].float().cpu()).clamp(0, 1)))
+    x = ops.generate(model, None, n, guidance=1.0, seed=seed, sampling=spec(model),
+                     callback=lambda d: frames.append(model.to_unit_range(d["x"].float().cpu()).clamp(0, 1)))
     path = _grid(x, out / "samples.png", n)
     gif = save_gif(frames, out / "samples.gif", nrow=n, scale=SCALE, duration_ms=120)
     return [_rec(path, f"{n} samples from pure noise with the null class and no guidance (34 strided steps).",
@@ -106,7 +114,8 @@ def sampling(model: DiffusionModel, out: Path, seed: int, n: int = 10) -> list[d
 
 def cfg(model: DiffusionModel, out: Path, seed: int, guidance: float) -> list[dict]:
     """1.6: digits 0-9 with CFG (bottom) against the conditional model alone (top), same noise."""
-    rows = [torch.cat([ops.generate(model, 1, c, g, seed + c) for c in range(10)]) for g in (1.0, guidance)]
+    rows = [torch.cat([ops.generate(model, c, 1, guidance=g, seed=seed + c, sampling=spec(model)) for c in range(10)])
+            for g in (1.0, guidance)]
     path = _grid(torch.cat(rows), out / "cfg.png", 10)
     return [_rec(path, f"Classifier-free guidance: eps = eps_u + gamma (eps_c - eps_u). Top gamma = 1 (conditional "
                  f"only), bottom gamma = {guidance:g}; the same noise in each column.", guidance=[1.0, guidance],
@@ -118,10 +127,10 @@ def sdedit(model: DiffusionModel, images: dict[str, tuple[torch.Tensor, int]], n
     """1.7, 1.7.1, 1.7.3: rows of edits from i_start in I_STARTS, then the input; condition "null", or
     "target:N" (edit toward digit N)."""
     cond = None if condition == "null" else int(condition.split(":")[1])
-    rows = [torch.cat([*ops.edit(model, images[n][0], I_STARTS, cond, guidance, seed).values(), images[n][0]])
+    rows = [torch.cat([*_edits(model, images[n][0], cond, guidance, seed).values(), images[n][0]])
             for n in names]
     path = _grid(torch.cat(rows), out / f"{stem}.png", len(I_STARTS) + 1)
-    ts = ops.Sampling().timesteps(model.schedule.T)
+    ts = ops.timesteps(model, ops.settings(model, spec(model)))
     what = "the null class" if cond is None else f"class {cond} (CFG gamma = {guidance:g})"
     return [_rec(path, f"SDEdit of {', '.join(names)} (rows) with {what}: i_start = "
                  f"{', '.join(map(str, I_STARTS))} (t = {', '.join(str(ts[i]) for i in I_STARTS)}), then the input.",
@@ -137,7 +146,8 @@ def inpainting(model: DiffusionModel, images: dict[str, tuple[torch.Tensor, int]
     for name, box in boxes.items():
         x0, c = images[name]
         m = box_mask(box, 28)
-        rows.append(torch.cat([x0, m.expand_as(x0), x0 * (1 - m), ops.inpaint(model, x0, m, c, guidance, seed)]))
+        rows.append(torch.cat([x0, m.expand_as(x0), x0 * (1 - m), ops.inpaint(model, x0, m, c, guidance=guidance,
+                                                                                   seed=seed, sampling=spec(model))]))
     path = _grid(torch.cat(rows), out / "inpainting.png", 4)
     return [_rec(path, "Inpainting (RePaint): input, mask (white = new content), kept part, result; the top of the 7, "
                  f"the centre of the 3, the bottom of the 5, each with its own class, CFG gamma = {guidance:g}.",
@@ -154,7 +164,7 @@ def anagrams(model: DiffusionModel, out: Path, seed: int, guidance: float, n: in
 
     cells = []
     for i, (a, b, view) in enumerate(ANAGRAMS):
-        x = ops.anagram(model, [a, b], ["identity", view], n, guidance, seed + i)
+        x = ops.anagram(model, [a, b], ["identity", view], n, guidance=guidance, seed=seed + i, sampling=spec(model))
         cells += [torch.stack([x[j], make_view(view, 28).view(x)[j]]) for j in range(n)]
     path = _grid(torch.cat(cells), out / "anagrams.png", 2 * n)
     pairs = "; ".join(f"{a} upright / {b} {v.replace('_', ' ')}" for a, b, v in ANAGRAMS)
@@ -167,7 +177,7 @@ def hybrids(model: DiffusionModel, out: Path, seed: int, guidance: float, kernel
     """1.9: eps = lowpass(eps(x, a)) + highpass(eps(x, b)); each hybrid beside its blurred (far) view."""
     cells = []
     for i, (a, b) in enumerate(HYBRIDS):
-        x = ops.hybrid(model, [a, b], n, kernel, [sigma], guidance, seed + i)
+        x = ops.hybrid(model, [a, b], n, kernel, [sigma], guidance=guidance, seed=seed + i, sampling=spec(model))
         far = ops.lowpass_view(x, kernel, sigma)
         cells += [torch.stack([x[j], far[j]]) for j in range(n)]
     path = _grid(torch.cat(cells), out / "hybrids.png", 2 * n)

@@ -8,7 +8,6 @@ import torch
 
 from fundiff.io.pictures import plot_curves, save_grid
 from fundiff.nets.unet import UNet
-from fundiff.sampling.digits import class_grid_labels, generate
 from fundiff.train.recipes import Recipe
 
 
@@ -32,9 +31,15 @@ def preview(net: UNet, recipe: Recipe, run_dir: Path, epoch: int, examples: torc
     if recipe.model == "denoiser":
         return save_grid(denoise_examples(net, examples, recipe.sigma, seed, recipe.pure_noise), path,
                          nrow=len(examples))
-    labels = class_grid_labels(list(range(10)), 4) if recipe.model == "class" else None
-    x = generate(net, recipe, 40, labels, recipe.guidance, "ddim" if recipe.objective == "ddpm" else "ddpm", 50, seed)
-    return save_grid(x.clamp(0, 1), path, nrow=10)
+    from fundiff.core.sampling import Sampling
+    from fundiff.models.fundiff_unet import fundiff_model
+    from fundiff.partb.samples import sample_grid
+
+    model = fundiff_model(net, recipe, str(run_dir), next(net.parameters()).device)
+    classes = list(range(10)) if recipe.model == "class" else None
+    fast = Sampling(sampler="ddim" if recipe.objective == "ddpm" else "euler", steps=50)
+    x, _ = sample_grid(model, classes, 4, seed, fast, progress=False)
+    return save_grid(x, path, nrow=10)
 
 
 def loss_plot(run_dir: Path, losses: list[tuple], title: str) -> Path:

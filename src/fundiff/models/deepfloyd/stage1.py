@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from fundiff.core.model import Condition, DiffusionModel, EpsFn, Prediction
+from fundiff.core.sampling import Sampling
 from fundiff.core.schedule import Schedule
 from fundiff.errors import UserError
 from fundiff.models.deepfloyd.hub import hub_error, oom_guard, quiet
@@ -52,11 +53,13 @@ class LoadOptions:
 
 @dataclass(eq=False)
 class DeepFloydModel(DiffusionModel):
-    """Stage I as a DiffusionModel, plus what stage II and ``fundiff embed`` share with it."""
+    """Stage I as a DiffusionModel, plus what stage II, ``fundiff embed`` and the pipeline path
+    (:mod:`fundiff.models.deepfloyd.pipeline`: its UNet and scheduler config) share with it."""
 
     prompts: PromptEmbeddings | None = None
     source: str = ""
     options: LoadOptions = LoadOptions()
+    pipe: object = None
 
 
 def _index_class(path: Path) -> str | None:
@@ -168,6 +171,12 @@ def prompt_store(spec: str, source: str, local: bool, opts: LoadOptions, dim: in
     return PromptEmbeddings(opts.cache or default_cache_path(), load, dim, hint, reason)
 
 
+PART_A_SAMPLING = Sampling(sampler="ddpm", stride=30, variance="learned", clip=True, guidance=7.0,
+                           guidance_interval=(0.0, 1.0))
+"""Stage I's defaults for Part A (spec 1.4-1.9): every 30th of T = 1000 steps (990, 960, ..., 0), the learned
+variance, CFG gamma 7 at every step."""
+
+
 def deepfloyd_model(spec: str, opts: LoadOptions) -> DeepFloydModel:
     """Stage I of DeepFloyd IF as a DiffusionModel: 64x64 RGB in [-1, 1], prompt-conditioned, learned variance,
     CFG 7 by default; bind(None) is the empty prompt ''."""
@@ -176,11 +185,12 @@ def deepfloyd_model(spec: str, opts: LoadOptions) -> DeepFloydModel:
     prompts = prompt_store(spec, source, local, opts, unet.config.encoder_hid_dim)
     device = execution_device(pipe, opts)
     info = {"kind": "deepfloyd-IF-stage-I", "source": source, "dtype": str(unet.dtype).removeprefix("torch."),
-            "offload": opts.offload, "prompt_cache": str(prompts.path), "device": str(device)}
+            "offload": opts.offload, "prompt_cache": str(prompts.path)}
     return DeepFloydModel(name=spec, schedule=schedule_of(pipe.scheduler, source), image_size=unet.config.sample_size,
                           channels=3, value_range=(-1.0, 1.0), learned_variance=True, conditioning="prompt",
-                          bind=binder(pipe, prompts, device, "running stage I"), default_guidance=7.0, info=info,
-                          prompts=prompts, source=source, options=opts)
+                          bind=binder(pipe, prompts, device, "running stage I"), sampling=PART_A_SAMPLING,
+                          device=device, info=info,
+                          prompts=prompts, source=source, options=opts, pipe=pipe)
 
 
 def binder(pipe, prompts: PromptEmbeddings, device: torch.device, where: str,

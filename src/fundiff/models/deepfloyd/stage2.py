@@ -26,14 +26,14 @@ from fundiff.core.bands import frequency_bands, gaussian_lowpass, hybrid_denoise
 from fundiff.core.guidance import cfg
 from fundiff.core.loop import sample_loop
 from fundiff.core.model import Condition, EpsFn
+from fundiff.core.sampling import Sampling
 from fundiff.core.schedule import Schedule, forward_process
 from fundiff.core.views import anagram_denoiser, make_view
 from fundiff.errors import UserError
 from fundiff.models.deepfloyd.prompts import PromptEmbeddings
 from fundiff.models.deepfloyd.stage1 import DeepFloydModel, binder, execution_device, load_pipeline, schedule_of
-from fundiff.parta import Sampling
 
-STAGE2_SAMPLING = Sampling(stride=20)
+STAGE2_SAMPLING = Sampling(sampler="ddpm", stride=20, clip=True)
 """980, 960, ..., 0: the 50 steps of diffusers' IFSuperResolutionPipeline default."""
 
 
@@ -62,10 +62,11 @@ class Upsampler:
         return binder(self.pipe, self.prompts, self.device, "running stage II", extra)
 
     def guided(self, condition: Condition, upscaled: Tensor, guidance: float | None) -> EpsFn:
-        """CFG at stage II: eps_u + gamma (eps_c - eps_u), eps_u from the prompt '' (None: just that one)."""
+        """CFG at stage II: eps_u + gamma (eps_c - eps_u), eps_u from the prompt '' (None: just that one); no CFG
+        (the conditional estimate alone) when gamma <= 1, as IFSuperResolutionPipeline (guidance_scale > 1)."""
         gamma = self.default_guidance if guidance is None else guidance
         bind = self.bind(upscaled)
-        return bind(condition) if gamma == 1.0 or condition is None else cfg(bind(condition), bind(None), gamma)
+        return bind(condition) if gamma <= 1.0 or condition is None else cfg(bind(condition), bind(None), gamma)
 
     def describe(self) -> dict:
         return {"source": self.source, "image_size": self.image_size, "noise_level": self.noise_level,

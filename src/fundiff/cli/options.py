@@ -1,0 +1,160 @@
+"""Option groups shared by commands, defined once: each a dataclass whose fields are typer options.
+
+A command declares a parameter typed with a group (``s: SamplingOptions``); :func:`command` replaces it by the
+group's options in the command's signature and hands the command the group object, built and checked once.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Annotated, Any, get_type_hints
+
+import typer
+
+from fundiff.core.sampling import SAMPLERS, VARIANCES, Sampling
+from fundiff.errors import UserError
+
+Opt = typer.Option
+ANNOTATION, OPTION = "annotation", "option"
+
+
+def opt(default: Any, help: str, *decls: str, annotation: Any = None) -> Any:  # noqa: A002 - typer's name
+    """A dataclass field that is a typer option."""
+    return field(default=default, metadata={"option": Opt(*decls, help=help), "annotation": annotation})
+
+
+@dataclass
+class ModelOptions:
+    """Which model and where it runs."""
+
+    model: str = opt("digits", "digits (shipped), a fundiff run dir or weights file, deepfloyd[:IF-I-M-v1.0] or a "
+                     "local IF dir, or a diffusers UNet2DModel dir or Hub id", annotation=str)
+    device: str = opt("auto", "auto | cpu | cuda (auto: CUDA when there is one)", annotation=str)
+    prompt_cache: Path | None = opt(None, "DeepFloyd prompt-embedding cache (.pth or .safetensors; default "
+                                    "$FUNDIFF_PROMPT_CACHE or ~/.cache/fundiff/prompt_embeds.pth)",
+                                    "--prompt-cache", "--cache", annotation=Path | None)
+    dtype: str = opt("auto", "DeepFloyd weights: auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16",
+                     annotation=str)
+    offload: bool = opt(False, "DeepFloyd: model CPU offload (less GPU memory, CUDA only)", "--offload",
+                        annotation=bool)
+
+
+@dataclass
+class SamplingOptions:
+    """How the sampler runs; every option left out comes from the model's card."""
+
+    guidance: float | None = opt(None, "CFG scale gamma (default: the model's: 5 for digits, 7 for DeepFloyd)",
+                                 annotation=float | None)
+    guidance_interval: str | None = opt(None, "noise levels t/T where CFG applies, e.g. 0.5,0.9 (default: the "
+                                        "model's)", annotation=str | None)
+    sampler: str | None = opt(None, f"{' | '.join(SAMPLERS)} (default: the model's)", annotation=str | None)
+    steps: int | None = opt(None, "evenly spaced steps (default: the model's)", annotation=int | None)
+    stride: int | None = opt(None, "every STRIDE-th timestep, the spec's Part A grid (30 for T = 1000)",
+                             annotation=int | None)
+    variance: str | None = opt(None, f"DDPM step variance: {' | '.join(VARIANCES)} (default: the model's)",
+                               annotation=str | None)
+    clip: bool | None = opt(None, "clamp x0_hat to the data range (default: the model's)", "--clip/--no-clip",
+                            annotation=bool | None)
+    seed: int = opt(0, "random seed: the same seed gives the same bytes", annotation=int)
+
+    def sampling(self) -> Sampling:
+        return Sampling(sampler=self.sampler, steps=self.steps, stride=self.stride, variance=self.variance,
+                        clip=self.clip, guidance=self.guidance, guidance_interval=interval(self.guidance_interval))
+
+
+@dataclass
+class OutputOptions:
+    """Where results go."""
+
+    out: Path | None = opt(None, "output directory (default: a new folder named after the settings)",
+                           annotation=Path | None)
+    force: bool = opt(False, "write into a folder that holds an earlier run's files (they are removed)", "--force",
+                      annotation=bool)
+
+
+@dataclass
+class StageTwoOptions:
+    """DeepFloyd stage II: every result also at 256 px."""
+
+    upsample: bool = opt(False, "DeepFloyd: also every result through stage II at 256 px", "--upsample",
+                         annotation=bool)
+    stage_2: str | None = opt(None, "DeepFloyd stage II: deepfloyd:IF-II-L-v1.0 (default), deepfloyd:IF-II-M-v1.0, "
+                              "or a local directory", "--stage-2", annotation=str | None)
+    steps_2: int | None = opt(None, "DeepFloyd stage II steps (default 50; implies --upsample)", "--steps-2",
+                              annotation=int | None)
+
+
+GROUPS = (ModelOptions, SamplingOptions, OutputOptions, StageTwoOptions)
+
+
+def interval(text: str | None) -> tuple[float, float] | None:
+    """'0.5,1' -> (0.5, 1.0); None stays None."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--guidance-interval {text!r} is not two numbers like 0.5,1") from None
+    if not 0 <= lo < hi <= 1:
+        raise UserError(f"--guidance-interval {text!r} must satisfy 0 <= low < high <= 1")
+    return lo, hi
+
+
+def int_list(text: str, flag: str) -> list[int]:
+    """'0-9' or '1,5,20' or '3' -> ints."""
+    try:
+        out: list[int] = []
+        for part in text.split(","):
+            a, _, b = part.strip().partition("-")
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+        return out
+    except ValueError:
+        raise UserError(f"{flag} {text!r} is not a list of integers like 0-9 or 1,5,20") from None
+
+
+def check_finite(values: dict[str, Any]) -> None:
+    """Refuse NaN and infinity in any number option."""
+    for name, v in values.items():
+        items = v if isinstance(v, list | tuple) else [v]
+        for x in items:
+            if isinstance(x, float) and not math.isfinite(x):
+                raise UserError(f"--{name.replace('_', '-')} must be a finite number, got {x}")
+
+
+def _group_params(group: type) -> list[inspect.Parameter]:
+    params = []
+    for f in fields(group):
+        typed, option = f.metadata[ANNOTATION], f.metadata[OPTION]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                        annotation=Annotated[typed, option]))
+    return params
+
+
+def command(app: typer.Typer, name: str | None = None):
+    """Register ``fn`` on ``app`` with each parameter typed by a group expanded into the group's options."""
+
+    def register(fn):
+        hints = get_type_hints(fn, include_extras=True)
+        sig = inspect.signature(fn)
+        grouped = {p: hints[p] for p in sig.parameters if hints.get(p) in GROUPS}
+        own = [p.replace(annotation=hints[p.name]) for p in sig.parameters.values() if p.name not in grouped]
+        params = own + [q for g in grouped.values() for q in _group_params(g)]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            check_finite(kwargs)
+            for pname, group in grouped.items():
+                kwargs[pname] = group(**{f.name: kwargs.pop(f.name) for f in fields(group)})
+            return fn(**kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=sorted(params, key=lambda p: p.kind))
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        del wrapper.__wrapped__
+        app.command(name)(wrapper)
+        return fn
+
+    return register

@@ -1,0 +1,27 @@
+"""The one output-folder guard every command uses: checked before any work starts."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from fundiff.errors import UserError
+
+
+def prepare_output(folder: Path, force: bool = False) -> Path:
+    """Make sure ``folder`` can take a new run's files, before the work: not a file, not a non-empty folder
+    (unless ``force``), and writable (created if missing). Every OS error becomes one line."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {folder} is a file; give a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise UserError(f"{folder} already exists and is not empty; pass --force or another --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".fundiff-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"cannot write into {folder}: {e.strerror or e}") from None
+    return folder
