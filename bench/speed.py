@@ -52,7 +52,8 @@ def sample_variant(width: int, n: int, sampler: str, steps: int, channels_last: 
     labels = list(range(10)) * (n // 10)
 
     def run() -> int:
-        parta.generate(model, labels, len(labels), guidance=5.0, seed=0, sampling=Sampling(sampler=sampler, steps=steps))
+        s = Sampling(sampler=sampler, steps=steps)
+        parta.generate(model, labels, len(labels), guidance=5.0, seed=0, sampling=s)
         return n
 
     return run

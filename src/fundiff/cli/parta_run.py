@@ -163,16 +163,30 @@ def run_generate(n: int, gif: bool, cond_args: tuple, run: Run) -> Path:
         if gif:
             frames.append(run.model.to_unit_range(d["x"].float().cpu()).clamp(0, 1))
 
-    x = ops.generate(run.model, cond, n, seed=run.seed, sampling=run.sampling, callback=callback, progress=True)
+    part0 = _part0(run)
+    if part0:  # Part 0 as IFPipeline makes it (its timesteps, thresholding, draws), stage II as IFSuperResolutionPipeline
+        from fundiff.models.deepfloyd.pipeline import text_to_image
+
+        x = text_to_image(run.model, cond, n, run.sampling.steps, run.sampling.guidance, run.seed, callback)
+    else:
+        x = ops.generate(run.model, cond, n, seed=run.seed, sampling=run.sampling, callback=callback, progress=True)
     for i in range(n):
         run.image(x[i:i + 1], f"sample_{i:02d}.png")
     run.grid(x, "samples.png", nrow=min(n, 10))
-    run.upsampled("sample", x, cond)
+    run.upsampled("sample", x, cond, **({"pipeline": True} if part0 else {}))
     strip_frames = [run.model.to_unit_range(f.float().cpu()).clamp(0, 1) for f in strip.frames]
     run.grid(torch.stack([*strip_frames, x], 1).flatten(0, 1), "strip.png", nrow=len(strip_frames) + 1)
     if gif:
         run.gif(frames, "samples.gif", nrow=min(n, 10))
-    return run.finish(n=n, condition=cond)
+    return run.finish(n=n, condition=cond, **({"path": "IFPipeline"} if part0 else {}))
+
+
+def _part0(run: Run) -> bool:
+    """Part 0: DeepFloyd given --steps-1 / --steps and no sampling option the pipelines lack (--sampler ddim,
+    --variance, --guidance-interval); then the pipelines' timesteps and thresholding replace the Part A loop's."""
+    s = run.sampling
+    return (isinstance(run.model, DeepFloydModel) and s.steps is not None and s.sampler == "ddpm"
+            and s.variance == "learned" and tuple(s.guidance_interval or (0.0, 1.0)) == (0.0, 1.0))
 
 
 def run_edit(image: Path, i_starts: list[int] | None, fit: bool | None, invert: str, cond_args: tuple,

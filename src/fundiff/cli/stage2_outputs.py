@@ -39,13 +39,20 @@ def stage2_sampling(run: Run) -> Sampling:
 def save_upsampled(run: Run, stem: str, x: torch.Tensor, condition: Condition = None, **how) -> torch.Tensor:
     """Stage II of ``x`` (N, 3, 64, 64): ``{stem}_256[_NN].png`` and a grid. ``how``: ``conditions`` + ``views``
     (anagram, also saved under each view), ``conditions`` + ``kernel`` + ``sigmas`` (hybrid), ``image`` + ``mask``
-    (inpainting, also blended with the 256 px original), ``image`` + ``ts`` (forward process at 256 px)."""
+    (inpainting, also blended with the 256 px original), ``image`` + ``ts`` (forward process at 256 px), ``pipeline``
+    (Part 0: :func:`~fundiff.models.deepfloyd.pipeline.super_resolve`)."""
     from fundiff.models.deepfloyd import stage2 as us
 
     up = stage_2(run)
     args = dict(guidance=None, seed=run.seed, sampling=stage2_sampling(run))
     if "ts" in how:
         return _noise_256(run, Path(how["image"]), how["ts"])
+    if how.get("pipeline"):  # Part 0: as IFSuperResolutionPipeline makes it, --steps-2 (default 50) of its spacing
+        from fundiff.models.deepfloyd.pipeline import super_resolve
+
+        hr = super_resolve(up, x, condition, 50 if run.up.steps_2 is None else run.up.steps_2, seed=run.seed)
+        _save_all(run, hr, stem, min(len(hr), 10))
+        return hr
     if "views" in how:
         hr = us.upsample_anagram(up, x, how["conditions"], how["views"], **args)
         shown = [us.make_view(v, up.image_size).view(hr) for v in how["views"]]

@@ -105,12 +105,17 @@ def box_mask(box: Sequence[int], size: int) -> torch.Tensor:
 
 
 def save_image(x: torch.Tensor, path: Path, scale: int = 1) -> Path:
-    """(1, C, H, W) or (C, H, W) in [0, 1] (C = 1 or 3) -> PNG at ``path``, each pixel a scale x scale block."""
+    """(1, C, H, W) or (C, H, W) in [0, 1] (C = 1 or 3) -> PNG at ``path``, each pixel a scale x scale block;
+    a batch (N, C, H, W) is written as one row (see :func:`fundiff.io.pictures.save_grid` for other layouts)."""
     if x.ndim == 3:
         x = x[None]
-    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3) or scale < 1:
-        raise ValueError(f"save_image wants (1, C, H, W) or (C, H, W) with C in (1, 3), got {tuple(x.shape)}, "
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or scale < 1:
+        raise ValueError(f"save_image wants (N, C, H, W) or (C, H, W) with C in (1, 3), got {tuple(x.shape)}, "
                          f"scale {scale}")
+    if x.shape[0] > 1:
+        from fundiff.io.pictures import save_grid
+
+        return save_grid(x, path, nrow=x.shape[0], scale=scale)
     a = to_uint8(x)[0].repeat(scale, axis=0).repeat(scale, axis=1)
     img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
     path = Path(path)
