@@ -13,7 +13,7 @@ from helpers import assert_one_line_error, run_cli
 from PIL import Image
 from safetensors.torch import save_file
 
-from fundiff.cli.app import _int_list
+from fundiff.cli.options import int_list as _int_list
 from fundiff.errors import UserError
 from fundiff.evaluate.judge import JudgeNet, save_judge
 
@@ -152,7 +152,8 @@ def test_cli_sample_end_to_end(cli_run, tmp_path):
     gif = Image.open(s / "samples.gif")
     assert gif.format == "GIF" and gif.n_frames == 10
     meta = json.loads((s / "sample.json").read_text())
-    assert (meta["sampler"], meta["steps"], meta["seed"], meta["epoch"]) == ("ddim", 10, 3, 1)
+    assert (meta["sampling"]["sampler"], meta["sampling"]["steps"], meta["seed"], meta["epoch"]) == ("ddim", 10, 3, 1)
+    assert meta["sampling"]["guidance"] == meta["model"]["sampling"]["guidance"]  # the card's, as none was given
     assert meta["classes"] == list(range(10)) and meta["per_class"] == 4
     # the same command twice: identical bytes
     for name in ("samples.png", "samples.gif"):
@@ -169,9 +170,9 @@ def test_cli_sample_from_a_weights_file_and_classes(cli_run, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
-    (["--steps", "0"], "--steps"), (["--steps", "301"], "--steps"), (["--classes", "11"], "--classes"),
+    (["--steps", "0"], "--steps"), (["--steps", "301"], "--steps"), (["--classes", "11"], "class 11 is outside 0-9"),
     (["--per-class", "0"], "--per-class"), (["--guidance", "-1"], "--guidance"), (["--epoch", "7"], "7"),
-    (["--sampler", "euler", "--steps", "2"], "euler"),
+    (["--sampler", "euler", "--steps", "2"], "DDPM model: use --sampler ddpm or ddim"), (["--sampler", "magic"], "magic"),
 ])
 def test_cli_sample_bad_options(cli_run, tmp_path, args, fragment):
     assert_one_line_error(run_cli("sample", cli_run, "--out", tmp_path / "s", *args), fragment)

@@ -1,12 +1,13 @@
-"""denoisers/fundiff_unet.py: the UNet adapter's time convention and class vectors."""
+"""models/fundiff_unet.py: the UNet adapter's time convention and class vectors."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from fundiff.core.contract import Velocity
 from fundiff.core.schedule import linear_schedule
-from fundiff.models.fundiff_unet import class_vector, unet_denoiser
+from fundiff.models.fundiff_unet import class_vector, unet_denoiser, unet_velocity
 from fundiff.nets.unet import UNetConfig
 
 
@@ -44,11 +45,13 @@ def test_ddpm_adapter_feeds_model_time_k_plus_one_over_T():
 def test_flow_adapter_passes_continuous_time_and_class_vectors():
     net = Recorder("class")
     x = torch.zeros(2, 1, 28, 28)
-    unet_denoiser(net, None, torch.tensor([3, 7]))(x, torch.tensor([0.25, 0.25]))
+    out = unet_velocity(net, torch.tensor([3, 7]))(x, torch.tensor([0.25, 0.25]))
     _, t, c = net.calls[0]
     torch.testing.assert_close(t, torch.tensor([0.25, 0.25]))
     assert torch.equal(c, torch.eye(10)[[3, 7]])
-    unet_denoiser(net, None, None)(x, torch.tensor([0.5, 0.5]))
+    assert isinstance(out, Velocity)
+    torch.testing.assert_close(out.v, x + 1)
+    unet_velocity(net, None)(x, torch.tensor([0.5, 0.5]))
     assert torch.equal(net.calls[1][2], torch.zeros(2, 10))  # the null class
 
 

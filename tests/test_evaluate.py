@@ -133,7 +133,7 @@ def test_judge_save_load_roundtrip(tmp_path):
 
 
 def test_judge_cache_path_per_data_set_and_data_dir(tmp_path, monkeypatch):
-    from fundiff.cli.evaluate import default_judge_path
+    from fundiff.evaluate.runs import default_judge_path
 
     monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path))
     assert default_judge_path("mnist") == tmp_path / "judge-mnist.safetensors"

@@ -1,4 +1,4 @@
-"""fundiff.parta and sampling.edits: Part A operations on a tiny model with known answers."""
+"""fundiff.parta and core.edits: Part A operations on a tiny model with known answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import torch
 
 from fundiff import parta as ops
 from fundiff.core import edits
+from fundiff.core.loop import make_step
 from fundiff.core.model import DiffusionModel, Prediction
+from fundiff.core.sampling import Sampling
 from fundiff.core.schedule import forward_process, linear_schedule
 from fundiff.errors import UserError
 
@@ -29,8 +31,11 @@ def oracle_model(targets: torch.Tensor, learned: bool = False) -> DiffusionModel
 
         return eps_fn
 
-    return DiffusionModel("oracle", schedule, SIZE, 1, (0.0, 1.0), learned, "class", bind, num_classes=len(targets),
-                          default_guidance=1.0, light_on_dark=True)
+    # the spec's Part A loop as the card's defaults: ~3% stride, posterior (or learned) variance, clip, CFG everywhere
+    card = Sampling(sampler="ddpm", variance="learned" if learned else "posterior", clip=True, guidance=1.0,
+                    guidance_interval=(0.0, 1.0))
+    return DiffusionModel("oracle", schedule, SIZE, 1, (0.0, 1.0), "class", bind, card, learned_variance=learned,
+                          num_classes=len(targets), light_on_dark=True)
 
 
 @pytest.fixture
@@ -39,46 +44,53 @@ def targets() -> torch.Tensor:
     return torch.rand((3, 1, SIZE, SIZE), generator=g)
 
 
-def test_default_timesteps_are_about_three_percent_of_T():
+def test_default_timesteps_are_about_three_percent_of_T(targets):
     assert ops.Sampling().timesteps(1000) == list(range(990, -1, -30))
     assert len(ops.Sampling().timesteps(300)) == 34
     assert ops.Sampling(steps=10).timesteps(300)[0] == 299
     with pytest.raises(UserError, match="not both"):
         ops.Sampling(stride=3, steps=10).timesteps(300)
     with pytest.raises(UserError, match="sampler"):
-        ops.Sampling(sampler="euler").timesteps(300)
+        ops.Sampling(sampler="magic")
+    with pytest.raises(UserError, match="sampler ddpm or ddim"):
+        ops.settings(oracle_model(targets), ops.Sampling(sampler="euler"))  # euler is for flow models
+    spec = ops.spec_part_a(oracle_model(targets))
+    assert spec.timesteps(300) == list(range(297, -1, -9)) and spec.variance == "posterior"
+    assert spec.guidance_interval == (0.0, 1.0) and spec.clip
+    assert ops.spec_part_a(oracle_model(targets, learned=True)).variance == "learned"
 
 
 def test_generate_with_the_oracle_lands_on_the_class_image(targets):
     m = oracle_model(targets)
-    x = ops.generate(m, 2, 1, seed=3)
+    x = ops.generate(m, 1, 2, seed=3)
     torch.testing.assert_close(x, targets[1].expand(2, -1, -1, -1), atol=1e-4, rtol=0)
-    assert torch.equal(x, ops.generate(m, 2, 1, seed=3)), "same seed, same image"
+    assert torch.equal(x, ops.generate(m, 1, 2, seed=3)), "same seed, same image"
 
 
 def test_sdedit_from_i_start_zero_of_pure_noise_equals_sampling(targets):
     """Sampling is the strided loop from x_T ~ N(0, I) at timesteps[0]: the same draws give the same image."""
-    m, s = oracle_model(targets), ops.Sampling(clip=False)
+    m = oracle_model(targets)
+    s = ops.settings(m, ops.Sampling(clip=False))
     ts = s.timesteps(300)
     g = torch.Generator().manual_seed(7)
     x_T = torch.randn((2, 1, SIZE, SIZE), generator=g)
-    via_edit = edits.iterative_denoise(m.denoiser(2), x_T, ts, 0, m.schedule, g)
+    via_edit = edits.iterative_denoise(m.denoiser(2), x_T, ts, 0, m.schedule, make_step(m.schedule, s, m.value_range), g)
     torch.testing.assert_close(via_edit, ops.generate(m, 2, 2, seed=7, sampling=s), atol=1e-6, rtol=0)
 
 
 def test_edit_from_a_late_i_start_stays_close_and_each_i_start_is_reproducible(targets):
     m = oracle_model(targets)
     x0 = targets[:1]
-    out = ops.edit(m, x0, [1, 30], condition=0, seed=0)
+    out = ops.edit(m, x0, 0, [1, 30], seed=0)
     torch.testing.assert_close(out[30], x0, atol=0.05, rtol=0)
-    alone = ops.edit(m, x0, [30], condition=0, seed=0)[30]
+    alone = ops.edit(m, x0, condition=0, i_starts=[30], seed=0)[30]
     assert torch.equal(alone, out[30]), "one i_start's result does not depend on the others"
 
 
 def test_edit_and_denoise_reject_i_start_and_t_out_of_range(targets):
     m = oracle_model(targets)
     with pytest.raises(UserError, match="i_start 34 is outside 0..33"):
-        ops.edit(m, targets[:1], [34])
+        ops.edit(m, targets[:1], i_starts=[34])
     with pytest.raises(UserError, match="timestep 300 is outside"):
         ops.denoise(m, targets[:1], 300)
 
@@ -139,7 +151,12 @@ def test_anagram_and_hybrid_argument_errors(targets):
     with pytest.raises(UserError, match="unknown view 'spin'"):
         ops.anagram(m, [0, 1], ["identity", "spin"])
     with pytest.raises(UserError, match="sigma"):
-        ops.hybrid(m, [0, 1, 2], sigmas=[2.0])
+        ops.hybrid(m, [0, 1, 2], sigmas=[2.0, 1.0, 0.5])
+    with pytest.raises(UserError, match="sigma"):
+        ops.hybrid(m, [0, 1], sigmas=[2.0, 1.0])
+    # one sigma for a three-way hybrid: the middle band's edge is half of it
+    assert ops.hybrid_sigmas(m, 3, [2.0]) == [2.0, 1.0]
+    assert ops.hybrid_sigmas(m, 2, None) == [1.75] and ops.hybrid_sigmas(m, 3, None) == [1.75, 0.875]
 
 
 def test_hybrid_of_one_class_is_that_class(targets):
@@ -152,17 +169,56 @@ def test_guided_is_cfg_and_conditions_are_checked(targets):
     m = oracle_model(targets)
     x, k = torch.rand(1, 1, SIZE, SIZE), torch.tensor([100])
     e_c, e_u = m.denoiser(1)(x, k).eps, m.denoiser(None)(x, k).eps
-    torch.testing.assert_close(ops.guided(m, 1, 3.0)(x, k).eps, e_u + 3.0 * (e_c - e_u))
-    torch.testing.assert_close(ops.guided(m, 1, 0.0)(x, k).eps, e_u)
-    torch.testing.assert_close(ops.guided(m, 1, 1.0)(x, k).eps, e_c)
+    torch.testing.assert_close(ops.guided(m, 1, ops.settings(m, guidance=3.0))(x, k).eps, e_u + 3.0 * (e_c - e_u))
+    torch.testing.assert_close(ops.guided(m, 1, ops.settings(m, guidance=0.0))(x, k).eps, e_u)
+    torch.testing.assert_close(ops.guided(m, 1, ops.settings(m, guidance=1.0))(x, k).eps, e_c)
     assert m.check_condition("2") == 2
     for bad, msg in ((3, "outside 0-2"), ("a rocket ship", "class-conditioned"), (-1, "outside")):
         with pytest.raises(UserError, match=msg):
             m.check_condition(bad)
     with pytest.raises(UserError, match="guidance"):
-        ops.guided(m, 1, -1.0)
+        ops.guided(m, 1, ops.settings(m, guidance=-1.0))
 
 
 def test_images_of_the_wrong_shape_are_refused(targets):
     with pytest.raises(UserError, match="do not fit"):
-        ops.edit(oracle_model(targets), torch.rand(1, 3, SIZE, SIZE), [5])
+        ops.edit(oracle_model(targets), torch.rand(1, 3, SIZE, SIZE), i_starts=[5])
+
+
+def test_anagram_takes_a_custom_view_object(targets):
+    """Views may be View objects as well as names: a left-right mirror written here (not in the registry),
+    with an oracle pair whose targets are mirrors of each other, gives the consistent anagram."""
+
+    class Mirror:
+        name = "mirror"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def view(self, x):
+            self.calls += 1
+            return x.flip(-1)
+
+        def inverse_view(self, x):
+            return x.flip(-1)
+
+    a = targets[0]
+    m = oracle_model(torch.stack([a, a.flip(-1)]))
+    mirror = Mirror()
+    x = ops.anagram(m, [0, 1], ["identity", mirror], n=2, seed=0)
+    torch.testing.assert_close(x, a.expand(2, -1, -1, -1), atol=1e-3, rtol=0)
+    assert mirror.calls == len(ops.timesteps(m, ops.settings(m)))  # one call per step
+    assert not torch.allclose(a, a.flip(-1))
+
+
+def test_repr_is_one_short_line(targets):
+    r = repr(oracle_model(targets))
+    assert "\n" not in r and len(r) <= 120, r
+    assert r.startswith("DiffusionModel(") and "oracle" in r and "tensor" not in r
+
+
+def test_default_guidance_is_the_cards(targets):
+    m = oracle_model(targets)
+    assert m.default_guidance == m.sampling.guidance == 1.0
+    with pytest.raises(AttributeError):
+        m.default_guidance = 3.0

@@ -109,3 +109,17 @@ def test_profiles_cover_every_run_the_reports_show():
                                                                         "lr_schedule": "constant"}
     with pytest.raises(UserError, match="unknown profile"):
         get_profile("fast")
+
+
+def test_time_estimate_does_not_swing_on_short_first_stages(tmp_path):
+    """A 14-minute profile whose first stage (estimated 2 s) took 20 s must not read as hours left."""
+    from fundiff.report.runner import Progress
+
+    estimates = [2.0] + [40.0] * 21  # 842 s in all
+    p = Progress(estimates, tmp_path / "log")
+    p.finish(0, 20.0, reused=False)
+    assert p.left(1) < 2 * sum(estimates[1:])
+    for k in range(1, 11):  # then the machine runs twice as slow as the profile, steadily
+        p.finish(k, 80.0, reused=False)
+    assert 1.5 < p.speed() <= 2.1
+    assert Progress(estimates, tmp_path / "log", done_estimate=10.0, done_seconds=1e6).speed() == 3.0  # clamped

@@ -1,4 +1,4 @@
-"""sampling/ddpm.py: the spec's DDPM step, DDIM, variances, the sampling loop, and diffusers parity."""
+"""core/loop.py: the spec's DDPM step, DDIM, variances, the sampling loop, and diffusers parity."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from fundiff.core.contract import Prediction, Velocity
 from fundiff.core.loop import ddim_update, ddpm_update, euler_loop, predict_x0, sample_loop, step_variance
-from fundiff.core.model import Prediction
 from fundiff.core.schedule import evenly_spaced_timesteps, forward_process, linear_schedule, strided_timesteps
 
 
@@ -190,7 +190,7 @@ def test_euler_loop_integrates_a_constant_velocity_exactly():
 
     def velocity(x_t, t):
         times.append(t[0].item())
-        return Prediction(target - x)  # constant: x(1) = x(0) + (target - x(0))
+        return Velocity(target - x)  # constant: x(1) = x(0) + (target - x(0))
 
     out = euler_loop(velocity, x, 10)
     torch.testing.assert_close(out, target)

@@ -13,9 +13,9 @@ import sys
 import torch
 
 from fundiff import parta
-from fundiff.cli.evaluate import judge_for
 from fundiff.core.sampling import Sampling
 from fundiff.evaluate.metrics import accuracy_table, frechet_report
+from fundiff.evaluate.runs import judge_for
 from fundiff.models import load
 from fundiff.train.data import load_digits, split_holdout
 

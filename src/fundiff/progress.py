@@ -11,6 +11,11 @@ from tqdm import tqdm
 Callback = Callable[[dict], None]
 
 
+def say(text: str) -> None:
+    """One line of progress for a person, printed above any running bar."""
+    tqdm.write(text)
+
+
 @contextmanager
 def step_bar(total: int, show: bool | str, inner: Callback | None = None, desc: str = "sampling"
              ) -> Iterator[Callback | None]:

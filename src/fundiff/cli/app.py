@@ -48,7 +48,7 @@ def train(
     device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
 ) -> None:
     """Train the spec's UNet (single-step denoiser, time- or class-conditioned) on digits."""
-    from fundiff.cli.train import run_train
+    from fundiff.train.session import run_train
 
     overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, width=width,
                      ema_decay=ema_decay, p_uncond=p_uncond, sigma=sigma, seed=seed, precision=precision,
@@ -88,9 +88,9 @@ def evaluate(
     device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
 ) -> None:
     """Judge accuracy (per class, overall) and Frechet distance vs held-out digits, with the real-vs-real baseline."""
-    from fundiff.cli.evaluate import run_evaluate
+    from fundiff.evaluate.runs import run_evaluate
 
-    run_evaluate(run_dir, per_class, epoch, precision, judge, s, device)
+    run_evaluate(run_dir, per_class, epoch, precision, judge, s.sampling(), s.seed, device)
 
 
 @app.command("evaluate-parta")
@@ -109,7 +109,7 @@ def evaluate_parta(
     device: Annotated[str, Opt()] = "auto",
 ) -> None:
     """Judge-measured Part A: class edits, anagrams (flip, rotate_90), hybrids, SDEdit of drawings."""
-    from fundiff.cli.evaluate_parta import run_evaluate_parta
+    from fundiff.evaluate.parta_suite import run_evaluate_parta
 
     if min(pairs, per_pair, per_target) < 1:
         raise UserError("--pairs, --per-pair and --per-target must be at least 1")
@@ -126,7 +126,7 @@ def judge_train(
     force: Annotated[bool, Opt("--force", help="overwrite an existing judge")] = False,
 ) -> None:
     """Train the digit judge on the training split and report its held-out accuracy."""
-    from fundiff.cli.evaluate import run_judge_train
+    from fundiff.evaluate.runs import run_judge_train
 
     run_judge_train(data, data_dir, epochs, out, force)
 
@@ -141,7 +141,7 @@ def figures(
     device: Annotated[str, Opt()] = "auto",
 ) -> None:
     """Every Part B figure the runs allow: noising, loss curves, denoiser results, OOD test, samples, GIFs."""
-    from fundiff.cli.figures import run_figures
+    from fundiff.partb.all_figures import run_figures
 
     run_figures(runs, out, sampler, steps, seed, device)
 

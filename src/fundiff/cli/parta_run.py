@@ -63,6 +63,10 @@ class Run:
         self.dir = prepare_output(o.out if o.out is not None else default, o.force)
         self.files: list[str] = []
         self.stage_2 = None
+        if self.up.upsample:  # load (and check) stage II now, so its errors come before minutes of stage I
+            from fundiff.cli.stage2_outputs import stage_2
+
+            stage_2(self)
 
     def scale(self) -> int:
         return max(1, 128 // self.model.image_size)
@@ -164,7 +168,7 @@ def run_generate(n: int, gif: bool, cond_args: tuple, run: Run) -> Path:
             frames.append(run.model.to_unit_range(d["x"].float().cpu()).clamp(0, 1))
 
     part0 = _part0(run)
-    if part0:  # Part 0 as IFPipeline makes it (its timesteps, thresholding, draws), stage II as IFSuperResolutionPipeline
+    if part0:  # Part 0 as IFPipeline makes it (timesteps, thresholding, draws); stage II as IFSuperResolutionPipeline
         from fundiff.models.deepfloyd.pipeline import text_to_image
 
         x = text_to_image(run.model, cond, n, run.sampling.steps, run.sampling.guidance, run.seed, callback)

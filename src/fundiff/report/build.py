@@ -20,8 +20,8 @@ from pathlib import Path
 
 import typer
 
-from fundiff.cli.evaluate import default_judge_path
 from fundiff.errors import UserError
+from fundiff.evaluate.runs import default_judge_path
 from fundiff.io.files import versions, write_json
 from fundiff.partb.figures import loss_comparison
 from fundiff.report import parta_stages as pa

@@ -81,7 +81,7 @@ def digit_stages(root: Path, p: Profile, seed: int, device: str) -> list[Stage]:
 
 
 def _evaluate(out: Path, p: Profile, seed: int, device: str) -> dict:
-    from fundiff.cli.evaluate_parta import run_evaluate_parta
+    from fundiff.evaluate.parta_suite import run_evaluate_parta
 
     res = run_evaluate_parta(DIGITS, out, p.parta_pairs, p.parta_per_pair, p.parta_per_target, 1.75, 33, None, seed,
                              True, device)

@@ -6,13 +6,14 @@ import json
 import shutil
 from pathlib import Path
 
-from fundiff.cli.evaluate import judge_for, run_evaluate
-from fundiff.cli.figures import run_figures
-from fundiff.cli.train import run_train
+from fundiff.core.sampling import Sampling
+from fundiff.evaluate.runs import judge_for, run_evaluate
+from fundiff.partb.all_figures import run_figures
 from fundiff.report.profiles import RunSpec
 from fundiff.train.checkpoint import RUN_FILE, read_run
 from fundiff.train.data import load_digits
 from fundiff.train.loop import read_losses
+from fundiff.train.session import run_train
 
 
 def train(spec: RunSpec, data: str, data_dir: Path | None, out: Path, device: str) -> dict:
@@ -40,7 +41,7 @@ def summary(run_dir: Path, info: dict) -> dict:
 
 def figures(run_dir: Path, out: Path, seed: int, device: str) -> dict:
     """``fundiff figures RUN``: its records (file, caption, settings) with files relative to the report."""
-    run_figures([run_dir], out, "ddpm", None, seed, device)
+    run_figures([run_dir], out, None, None, seed, device)
     return json.loads((out / "figures.json").read_text())
 
 
@@ -49,7 +50,7 @@ def evaluate(run_dir: Path, per_class: int, steps: int | None, seed: int, judge_
     recipe = read_run(run_dir)["recipe"]
     if recipe["objective"] != "flow":
         steps = None
-    res = run_evaluate(run_dir, per_class, recipe["guidance"], "ddpm", steps, None, seed, judge_path, device)
+    res = run_evaluate(run_dir, per_class, judge=judge_path, sampling=Sampling(steps=steps), seed=seed, device=device)
     res.pop("judge", None)
     return res
 

@@ -72,6 +72,10 @@ def stale_stages(report_dir: Path, stages: list[Stage]) -> list[str]:
     return stale
 
 
+PRIOR_SECONDS = 120.0
+"""How many seconds of measured stages it takes to move the time estimate halfway from the profile's."""
+
+
 @dataclass
 class Progress:
     """``[k/n] 0:02:14 elapsed, about 0:09:40 left: TITLE`` before each stage, to the terminal and the log;
@@ -88,12 +92,21 @@ class Progress:
         with open(self.log, "a") as f:
             f.write(text + "\n")
 
+    def speed(self) -> float:
+        """How much slower than the profile this machine has been: (done + W) / (estimated + W), W = PRIOR_SECONDS
+        of the profile's own evidence, clamped to [1/3, 3], so the first short stages (a model load) cannot swing
+        the estimate of a long run."""
+        ratio = (self.done_seconds + PRIOR_SECONDS) / (self.done_estimate + PRIOR_SECONDS)
+        return min(3.0, max(1 / 3, ratio))
+
+    def left(self, k: int) -> float:
+        """Seconds left before stage k starts: the profile's estimates of stages k.. scaled by :meth:`speed`."""
+        return sum(self.estimates[k:]) * self.speed()
+
     def start(self, k: int, stage: Stage) -> None:
         elapsed = time.perf_counter() - self.t0
-        left = sum(self.estimates[k:])
-        if self.done_estimate > 0 and self.done_seconds > 5:
-            left *= self.done_seconds / self.done_estimate
-        self.line(f"[{k + 1}/{len(self.estimates)}] {_hms(elapsed)} elapsed, about {_hms(left)} left: {stage.title}")
+        self.line(f"[{k + 1}/{len(self.estimates)}] {_hms(elapsed)} elapsed, about {_hms(self.left(k))} left: "
+                  f"{stage.title}")
 
     def finish(self, k: int, seconds: float, reused: bool) -> None:
         if not reused:

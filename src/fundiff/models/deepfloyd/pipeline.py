@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
 from fundiff.core.guidance import cfg
 from fundiff.core.loop import ddpm_update
@@ -36,6 +35,7 @@ from fundiff.errors import UserError
 from fundiff.models.deepfloyd.hub import oom_guard
 from fundiff.models.deepfloyd.stage1 import DeepFloydModel, dynamic_thresholding, execution_device, offload_others
 from fundiff.models.deepfloyd.stage2 import Upsampler, _low_res
+from fundiff.progress import step_bar
 
 Callback = Callable[[dict], None]
 Prompts = Condition | Sequence[str]
@@ -111,17 +111,17 @@ def if_loop(eps_fn: EpsFn, x: Tensor, timesteps: Sequence[int], schedule: Schedu
     from k to the next entry with the learned-range variance, log var = frac log beta_t + (1 - frac) log
     posterior (posterior clamped at 1e-20, as diffusers). z ~ N(0, I) is drawn after the call on the CPU from
     ``generator`` in ``noise_dtype`` (the pipeline's) whenever k > 0, as ``DDPMScheduler.step`` draws it.
-    ``callback`` gets {"i", "k", "k_prev", "x", "x0_hat"}; a tqdm bar (``desc``) counts the steps."""
+    ``callback`` gets {"i", "k", "k_prev", "x", "x0_hat"}; with ``progress`` a tqdm bar labelled ``desc``
+    (:func:`fundiff.progress.step_bar`) counts the steps."""
     ks = [*timesteps, -1]
-    with tqdm(total=len(timesteps), desc=desc, unit="step", disable=not progress) as bar:
+    with step_bar(len(timesteps), (desc or True) if progress else False, callback) as report:
         for i, (k, k_prev) in enumerate(zip(ks[:-1], ks[1:])):
             abar_t, abar_prev = (schedule.abar(v).to(x.device, x.dtype) for v in (k, k_prev))
             pred = eps_fn(x, torch.full((x.shape[0],), k, dtype=torch.long, device=x.device))
             z = torch.randn(x.shape, generator=generator, dtype=noise_dtype).to(x.device, x.dtype) if k > 0 else None
             x, x0_hat = ddpm_update(x, pred, abar_t, abar_prev, z, "learned", clip)
-            bar.update()
-            if callback is not None:
-                callback({"i": i, "k": k, "k_prev": k_prev, "x": x, "x0_hat": x0_hat})
+            if report is not None:
+                report({"i": i, "k": k, "k_prev": k_prev, "x": x, "x0_hat": x0_hat})
     return x
 
 
@@ -189,7 +189,8 @@ def super_resolve(up: Upsampler, images: Tensor, prompts: Prompts = None, steps:
     num_inference_steps=steps, guidance_scale=guidance (default 4), noise_level=noise_level (default 250),
     generator=Generator().manual_seed(seed))``: x_T ~ N(0, I) at 256 px, then u = forward(upscale(x_lo), noise_level)
     with its own draw, then :func:`if_loop` with eps = unet(cat(x_t, u), k, prompt, class_labels=noise_level).
-    ``images`` (N, 3, 64, 64) in [0, 1]; ``prompts`` one for all or one per image. Returns (N, 3, 256, 256) in [0, 1]."""
+    ``images`` (N, 3, 64, 64) in [0, 1]; ``prompts`` one for all or one per image. Returns (N, 3, 256, 256) in
+    [0, 1]."""
     x_lo = _low_res(up, images)
     n, plist = x_lo.shape[0], _prompt_list(prompts)
     if len(plist) == 1:

@@ -100,7 +100,9 @@ def _low_res(up: Upsampler, images: Tensor) -> Tensor:
 
 def _run(up: Upsampler, images: Tensor, make_eps: Callable[[Tensor], EpsFn], seed: int, sampling: Sampling) -> Tensor:
     """x_T ~ N(0, I) at 256 px, the noised upscaled condition (drawn in that order, as diffusers does), and the
-    strided loop with the learned variance; returns (N, 3, 256, 256) in [0, 1]."""
+    strided loop with the learned variance; settings left None in ``sampling`` are STAGE2_SAMPLING's (ddpm, clip).
+    Returns (N, 3, 256, 256) in [0, 1]."""
+    sampling = sampling.over(STAGE2_SAMPLING)
     x_lo, size = _low_res(up, images), up.image_size
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((x_lo.shape[0], 3, size, size), generator=g)

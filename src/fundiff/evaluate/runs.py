@@ -1,4 +1,4 @@
-"""``fundiff evaluate`` and ``fundiff judge train``."""
+"""Scoring a class-conditioned run (judge accuracy, Frechet distance) and the judge it is scored with."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import os
 import time
 from pathlib import Path
 
-import typer
-
 from fundiff import parta
-from fundiff.cli.options import SamplingOptions
+from fundiff.core.sampling import Sampling
 from fundiff.errors import UserError
 from fundiff.evaluate.judge import load_judge, save_judge, train_judge
 from fundiff.evaluate.metrics import accuracy_table, frechet_report
@@ -18,6 +16,7 @@ from fundiff.io.files import versions, write_json
 from fundiff.io.pictures import save_grid
 from fundiff.models import load
 from fundiff.partb.samples import sample_grid, save_npz, settings_name
+from fundiff.progress import say
 from fundiff.train.checkpoint import read_run
 from fundiff.train.data import load_digits, split_holdout
 from fundiff.train.recipes import Recipe
@@ -43,7 +42,7 @@ def run_judge_train(data: str, data_dir: Path | None, epochs: int, out: Path | N
     net, info = train_judge(train, held, epochs)
     info.update(data=digits.source, dataset=data)
     save_judge(out, net, info)
-    typer.echo(f"judge: held-out accuracy {info['held_out_accuracy']:.4f} on {len(held)} digits "
+    say(f"judge: held-out accuracy {info['held_out_accuracy']:.4f} on {len(held)} digits "
                f"({info['seconds']} s) -> {out}")
     return out
 
@@ -52,7 +51,7 @@ def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | 
     """The judge ``judge``, or the cached one of the data (trained on ``data_dir`` first if missing)."""
     path = Path(judge) if judge is not None else default_judge_path(data, data_dir)
     if judge is None and not path.exists():
-        typer.echo(f"no judge at {path}: training one (about a minute)")
+        say(f"no judge at {path}: training one (about a minute)")
         run_judge_train(data, data_dir, 8, path, False)
     net, info = load_judge(path)
     if info.get("data") != data_source:
@@ -60,14 +59,17 @@ def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | 
     return net, info, path
 
 
-def run_evaluate(run_dir: Path, per_class: int, epoch: int | None, precision: str | None, judge: Path | None,
-                 s: SamplingOptions, device: str) -> dict:
+def run_evaluate(run_dir: Path, per_class: int = 40, epoch: int | None = None, precision: str | None = None,
+                 judge: Path | None = None, sampling: Sampling | None = None, seed: int = 0,
+                 device: str = "auto") -> dict:
+    """Sample ``per_class`` of each class with the run's card (``sampling`` overrides), score them with the judge,
+    and write samples.png, samples.npz and eval.json into RUN/eval-<settings>; returns the record."""
     info = read_run(run_dir)
     model = load(run_dir, device, epoch=epoch, precision=precision)
     recipe = Recipe.from_dict(model.info["recipe"])
     if recipe.model != "class":
         raise UserError(f"evaluate needs a class-conditioned run; {run_dir} is a {recipe.model} model")
-    sampling = parta.settings(model, s.sampling())
+    sampling = parta.settings(model, sampling)
     data_dir = _data_dir(info)
     digits = load_digits(recipe.data, data_dir)
     if digits.source != info["data"]["source"]:
@@ -75,13 +77,13 @@ def run_evaluate(run_dir: Path, per_class: int, epoch: int | None, precision: st
     train, held = split_holdout(digits, recipe.holdout_per_class)
     judge_net, judge_info, judge_path = judge_for(recipe.data, digits.source, judge, data_dir)
     t0 = time.perf_counter()
-    x, labels = sample_grid(model, list(range(10)), per_class, s.seed, sampling, progress="evaluate")
+    x, labels = sample_grid(model, list(range(10)), per_class, seed, sampling, progress="evaluate")
     seconds = time.perf_counter() - t0
     ep = model.info["epoch"]
-    out = Path(run_dir) / settings_name("eval", ep, model, sampling, s.seed, recipe.precision)
+    out = Path(run_dir) / settings_name("eval", ep, model, sampling, seed, recipe.precision)
     result = {
         "run": str(run_dir), "epoch": ep, "sampler": sampling.sampler,
-        "steps": len(sampling.timesteps(model.schedule.T)), "guidance": sampling.guidance, "seed": s.seed,
+        "steps": len(sampling.timesteps(model.schedule.T)), "guidance": sampling.guidance, "seed": seed,
         "per_class": per_class, "clip_x0": sampling.clip, "precision": recipe.precision,
         "guidance_interval": list(sampling.guidance_interval), "sampling": sampling.to_dict(),
         "accuracy": accuracy_table(judge_net, x, labels),
@@ -93,8 +95,8 @@ def run_evaluate(run_dir: Path, per_class: int, epoch: int | None, precision: st
     save_npz(out / "samples.npz", x, labels)
     write_json(out / "eval.json", result)
     acc = result["accuracy"]
-    typer.echo(f"judge accuracy {acc['overall']:.4f}  per class {acc['per_class']}")
-    typer.echo(f"Frechet distance {result['frechet']:.3f}  real-vs-real {result['frechet_real_vs_real']:.3f}  "
+    say(f"judge accuracy {acc['overall']:.4f}  per class {acc['per_class']}")
+    say(f"Frechet distance {result['frechet']:.3f}  real-vs-real {result['frechet_real_vs_real']:.3f}  "
                f"ratio {result['ratio']:.2f}  (n={len(x)}; sampling {seconds:.0f} s) -> {out}/eval.json")
     return {**result, "dir": str(out)}
 

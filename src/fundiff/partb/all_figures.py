@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
-from fundiff.cli.evaluate import _data_dir
 from fundiff.errors import UserError
+from fundiff.evaluate.runs import _data_dir
 from fundiff.io.files import versions, write_json
 from fundiff.partb.figures import (
     denoiser_results,
@@ -19,6 +17,7 @@ from fundiff.partb.figures import (
     pure_noise_figure,
     samples_figure,
 )
+from fundiff.progress import say
 from fundiff.train.checkpoint import available_epochs, load_model, read_run
 
 
@@ -37,7 +36,7 @@ def run_figures(runs: list[Path], out: Path | None, sampler: str | None, steps: 
     if len(runs) > 1:
         records.append(loss_comparison([Path(r) for r in runs], out))
     write_json(out / "figures.json", {"runs": [str(r) for r in runs], "figures": records, "versions": versions()})
-    typer.echo(f"wrote {len(records)} figures to {out}")
+    say(f"wrote {len(records)} figures to {out}")
     return out
 
 
@@ -54,5 +53,5 @@ def _figures_for(run: Path, info: dict, digits, out: Path, sampler: str | None, 
         return recs
     for e in epochs:
         recs += samples_figure(run, e, out, sampler, steps, seed)
-        typer.echo(f"  {run.name}: samples after epoch {e}")
+        say(f"  {run.name}: samples after epoch {e}")
     return recs

@@ -6,17 +6,17 @@ import time
 from pathlib import Path
 
 import torch
-import typer
 
 from fundiff import parta as ops
-from fundiff.cli.evaluate import judge_for
 from fundiff.errors import UserError
 from fundiff.evaluate import parta
 from fundiff.evaluate.drawings import draw_digit, sklearn_digits
+from fundiff.evaluate.runs import judge_for
 from fundiff.io.files import atomic_write, pick_device, versions, write_json
 from fundiff.io.images import load_image
 from fundiff.io.pictures import save_grid
 from fundiff.models import load_diffusion_model
+from fundiff.progress import say
 from fundiff.train.data import load_digits, split_holdout
 
 
@@ -50,15 +50,15 @@ def run_evaluate_parta(model_name: str, out: Path, pairs: int, per_pair: int, pe
     quarter = len(ts) // 4
     t0, res = time.perf_counter(), {}
     cp = parta.class_pairs(pairs, seed)
-    typer.echo(f"class-conditional SDEdit from i_start {quarter} (t = {ts[quarter]})")
+    say(f"class-conditional SDEdit from i_start {quarter} (t = {ts[quarter]})")
     res["edit"] = parta.edit_rate(model, judge, held, quarter, per_target, guidance, seed, s)
     for view in ("flip", "rotate_90"):
-        typer.echo(f"anagrams, view {view}: {len(cp)} pairs x {per_pair}")
+        say(f"anagrams, view {view}: {len(cp)} pairs x {per_pair}")
         res[f"anagram_{view}"] = parta.anagram_rate(model, judge, view, cp, per_pair, guidance, seed, s)
-    typer.echo(f"hybrids: {len(cp)} pairs x {per_pair}, kernel {hybrid_kernel}, sigma {hybrid_sigma}")
+    say(f"hybrids: {len(cp)} pairs x {per_pair}, kernel {hybrid_kernel}, sigma {hybrid_sigma}")
     res["hybrid"] = parta.hybrid_rate(model, judge, cp, per_pair, hybrid_kernel, hybrid_sigma, guidance, seed, s)
     i_starts = [len(ts) - 10, len(ts) - 6, len(ts) - 3]  # light noise: t = 81, 45, 18 of T = 300
-    typer.echo(f"drawings: SDEdit from i_start {i_starts}")
+    say(f"drawings: SDEdit from i_start {i_starts}")
     drawn_x, drawn_y = _drawn(out / "drawings", 3)
     res["drawn"] = parta.drawings_rate(model, judge, drawn_x, drawn_y, i_starts, seed, s)
     sk_x, sk_y = sklearn_digits(20)
@@ -80,14 +80,14 @@ def _nrow(name: str) -> int:
 
 def _echo(res: dict) -> None:
     e = res["edit"]
-    typer.echo(f"edit to target class (i_start {e['i_start']}): {e['rate']:.3f} of {e['edits']}")
+    say(f"edit to target class (i_start {e['i_start']}): {e['rate']:.3f} of {e['edits']}")
     for v in ("flip", "rotate_90"):
         a = res[f"anagram_{v}"]
-        typer.echo(f"anagram {v}: upright {a['upright']:.3f}, viewed {a['viewed']:.3f}, both {a['both']:.3f}")
+        say(f"anagram {v}: upright {a['upright']:.3f}, viewed {a['viewed']:.3f}, both {a['both']:.3f}")
     h = res["hybrid"]
-    typer.echo(f"hybrid: low on blurred {h['low_on_blurred']:.3f}, high on image {h['high_on_image']:.3f}, "
+    say(f"hybrid: low on blurred {h['low_on_blurred']:.3f}, high on image {h['high_on_image']:.3f}, "
                f"both {h['both']:.3f}")
     for k in ("drawn", "sklearn_8x8"):
         d = res[k]
         after = ", ".join(f"i_start {i}: {v['accuracy']:.3f}" for i, v in d["edited"].items())
-        typer.echo(f"{k}: raw {d['raw_accuracy']:.3f}; after SDEdit {after}")
+        say(f"{k}: raw {d['raw_accuracy']:.3f}; after SDEdit {after}")

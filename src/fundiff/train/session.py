@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from fundiff.errors import UserError
 from fundiff.io.files import pick_device
+from fundiff.progress import say
 from fundiff.train import checkpoint as ckpt
 from fundiff.train.data import load_digits
 from fundiff.train.loop import Trainer
@@ -29,15 +28,15 @@ def run_train(model: str, objective: str | None, recipe_name: str | None, overri
     if resume:
         recipe = _resumed_recipe(out, {**{k: v for k, v in named.items() if v is not None}, **overrides})
     data = load_digits(recipe.data, data_dir, download)
-    typer.echo(f"data: {data.source}: {len(data)} images")
+    say(f"data: {data.source}: {len(data)} images")
     trainer = Trainer(recipe, out, data, pick_device(device), on_epoch=_draw)
-    typer.echo(f"train split: {len(trainer.train_set)} images; held out: {len(trainer.held_out)} (never trained on)")
+    say(f"train split: {len(trainer.train_set)} images; held out: {len(trainer.held_out)} (never trained on)")
     if resume:
         trainer.resume()
-        typer.echo(f"resuming {out} after epoch {trainer.epoch} of {recipe.epochs}")
+        say(f"resuming {out} after epoch {trainer.epoch} of {recipe.epochs}")
     info = trainer.run()
     last = info["history"][-1]
-    typer.echo(f"done: {out} epoch {info['epoch']}, last-epoch mean loss {last['mean_loss']:.4f}, "
+    say(f"done: {out} epoch {info['epoch']}, last-epoch mean loss {last['mean_loss']:.4f}, "
                f"{sum(h['seconds'] for h in info['history']):.0f} s training")
     return info
 
