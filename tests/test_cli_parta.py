@@ -63,11 +63,12 @@ def test_generate_is_reproducible_to_the_byte(tmp_path):
 
 
 def test_edit_takes_drawings_and_photos(images, tmp_path):
-    for name in ("drawn", "transparent"):
+    # the digit model's own grid is all 300 steps; --stride 9 is the spec's 34-step Part A grid (297, 288, ...)
+    for name, grid, t_start in (("drawn", (), [294, 289]), ("transparent", ("--stride", "9"), [252, 207])):
         out = tmp_path / name
-        rec = _ok(run_cli("edit", images[name], "--i-start", "5", "10", "--prompt", "7", "--out", out), out)
+        rec = _ok(run_cli("edit", images[name], "--i-start", "5", "10", "--prompt", "7", *grid, "--out", out), out)
         assert rec["args"]["fit"] is True and rec["args"]["i_start"] == [5, 10]
-        assert rec["args"]["t_start"] == [252, 207]
+        assert rec["args"]["t_start"] == t_start
         assert (out / "edit_i05.png").is_file()
         with Image.open(out / "input.png") as im:
             a = np.asarray(im)
@@ -91,7 +92,7 @@ def test_anagram_and_hybrids(tmp_path):
     assert rec["args"]["views"] == ["identity", "rotate_180"] and "anagram_00_rotate_180.png" in rec["files"]
     out = tmp_path / "h"
     rec = _ok(run_cli("hybrid", "--low", "0", "--high", "1", "--n", "2", "--out", out), out)
-    assert rec["args"]["kernel"] == 33 and rec["args"]["sigmas"] == [2.0]
+    assert rec["args"]["kernel"] == 33 and rec["args"]["sigmas"] == [1.75]  # the default below 64 px
     out = tmp_path / "h3"
     rec = _ok(run_cli("hybrid", "--low", "0", "--mid", "8", "--high", "1", "--sigma", "3", "1", "--n", "1",
                       "--out", out), out)
@@ -106,7 +107,8 @@ def test_anagram_and_hybrids(tmp_path):
     (("inpaint", "{digit}"), "--mask"),
     (("anagram", "--prompt", "1", "--prompt", "2", "--views", "spin"), "known views: identity"),
     (("generate", "--model", "nope"), "unknown model 'nope'"),
-    (("edit", "{digit}", "--i-start", "34"), "i_start 34 is outside 0..33"),
+    (("edit", "{digit}", "--i-start", "300"), "i_start 300 is outside 0..299"),
+    (("edit", "{digit}", "--stride", "9", "--i-start", "34"), "i_start 34 is outside 0..33"),
     (("edit", "{digit}", "--i-start", "-1"), "i_start -1"),
     (("generate", "--class", "10"), "class 10 is outside 0-9"),
     (("generate", "--prompt", "a rocket ship"), "class-conditioned"),
@@ -129,3 +131,37 @@ def test_an_existing_output_is_not_overwritten(tmp_path):
     before = (out / "samples.png").read_bytes()
     assert_one_line_error(run_cli("generate", "--n", "1", "--seed", "9", "--out", out), "--force")
     assert (out / "samples.png").read_bytes() == before
+
+
+def test_generate_equals_sample_for_the_same_seed(tmp_path):
+    """One generation path: `generate --class 7 --n 2` and `sample digits --classes 7 --per-class 2` use the same
+    card defaults (DDPM over all 300 steps, beta variance, clip, CFG 5 on 0.5-0.9), so the same seed gives the
+    same images."""
+    g, s = tmp_path / "g", tmp_path / "s"
+    rec = _ok(run_cli("generate", "--class", "7", "--n", "2", "--seed", "1", "--out", g), g)
+    proc = run_cli("sample", "digits", "--classes", "7", "--per-class", "2", "--seed", "1", "--out", s)
+    assert proc.returncode == 0, proc.stderr
+    npz = np.load(s / "samples.npz")
+    assert npz["labels"].tolist() == [7, 7] and npz["images"].shape == (2, 28, 28)
+    for i in range(2):
+        png = np.asarray(Image.open(g / f"sample_{i:02d}.png"))
+        assert png.shape == (28, 28) and np.array_equal(png, npz["images"][i]), i
+    meta = json.loads((s / "sample.json").read_text())
+    assert meta["sampling"] == rec["sampling"]
+    assert (rec["sampling"]["sampler"], rec["sampling"]["stride"], rec["sampling"]["variance"]) == ("ddpm", 1, "beta")
+    assert rec["sampling"]["guidance"] == 5 and rec["sampling"]["guidance_interval"] == [0.5, 0.9]
+
+
+def test_default_output_folder_names_the_settings_given(images, tmp_path):
+    """outputs/COMMAND-STEM-<settings given>-sSEED, with the stem and settings made safe for a file name."""
+    proc = run_cli("generate", "--class", "7", "--n", "1", "--steps", "3", "--guidance", "3", "--seed", "2",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    odd = tmp_path / "My Digit (3)!.png"
+    odd.write_bytes(images["digit"].read_bytes())
+    proc = run_cli("noise", odd, "--t", "10", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (tmp_path / "outputs").iterdir())
+    assert names == ["generate-class7-steps3-g3-s2", "noise-my_digit_3-s0"], names
+    for name in names:
+        assert (tmp_path / "outputs" / name / "args.json").is_file()

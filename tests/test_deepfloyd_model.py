@@ -74,12 +74,13 @@ def _diffusers_loop(pipe, n: int, seed: int, timesteps: list[int], gamma: float,
 
 def _fundiff_loop(model, n: int, seed: int, sampling: ops.Sampling, gamma: float, threshold: bool = False):
     """ops.generate's loop without its final clamp to [0, 1]."""
+    s = ops.settings(model, sampling, gamma)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 3, 64, 64, generator=g)
-    eps_fn = ops.guided(model, PROMPT, gamma)
+    eps_fn = ops.guided(model, PROMPT, s)
     if threshold:
         eps_fn = df.dynamic_thresholding(eps_fn, model.schedule, 0.95, 1.5)
-    return model.to_unit_range(ops.run_loop(model, eps_fn, x, sampling.timesteps(1000), g, sampling))
+    return model.to_unit_range(ops.sample(model, eps_fn, x, ops.timesteps(model, s), s, g))
 
 
 # Tolerances, max |difference| on [0, 1] images. At gamma <= 2 the two loops agree to float32 rounding (measured
@@ -87,11 +88,13 @@ def _fundiff_loop(model, n: int, seed: int, sampling: ops.Sampling, gamma: float
 # random tiny UNet is chaotic: perturbing x_T by 1e-6 moves fundiff's own result by ~0.3 after 12 steps, so the
 # ~1e-6 differences between diffusers' batched CFG call (2B images) and fundiff's two calls (B each) grow to
 # ~5e-3 (measured 4.7e-3, and 7e-3 with thresholding).
-TIGHT, CHAOTIC = 1e-4, 2.5e-2
+# The gamma = 7 comparison measured 0.046 on one machine and 5e-3 on another: chaos, not a check, so the tests stop
+# at gamma 4 (the pipeline path's own parity test, tests/test_deepfloyd_pipeline_parity.py, covers gamma 7).
+TIGHT, MODERATE = 1e-4, 2e-3
 
 
 @pytest.mark.parametrize(("gamma", "clip", "tol"), [(1.0, True, TIGHT), (2.0, True, TIGHT), (2.0, False, 5 * TIGHT),
-                                                    (7.0, True, CHAOTIC)])
+                                                    (4.0, True, MODERATE)])
 def test_text_to_image_matches_ifpipeline(model, pipe, gamma, clip, tol):
     """Same embeddings, timesteps (990, 900, ..., 0), seed, CFG: fundiff's loop == IFPipeline's scheduler loop with
     its dynamic thresholding replaced by fundiff's clamp of x0_hat to [-1, 1] (clip_sample, range 1) or both off."""
@@ -101,10 +104,11 @@ def test_text_to_image_matches_ifpipeline(model, pipe, gamma, clip, tol):
                           clip_sample_range=1.0)
     assert (ours - ref).abs().max() < tol
     if clip:  # ops.generate is this loop, clamped to [0, 1]
-        torch.testing.assert_close(ops.generate(model, 2, PROMPT, gamma, 3, sampling), ours.clamp(0, 1))
+        torch.testing.assert_close(ops.generate(model, PROMPT, 2, guidance=gamma, seed=3, sampling=sampling),
+                                   ours.clamp(0, 1))
 
 
-@pytest.mark.parametrize(("gamma", "tol"), [(2.0, TIGHT), (7.0, CHAOTIC)])
+@pytest.mark.parametrize(("gamma", "tol"), [(2.0, TIGHT), (4.0, MODERATE)])
 def test_dynamic_thresholding_wrapper_matches_ifpipeline(model, pipe, gamma, tol):
     """With fundiff's dynamic_thresholding wrapper around the guided denoiser, the loop equals IFPipeline with the
     scheduler config IF ships (thresholding on, ratio 0.95, max 1.5)."""
@@ -118,10 +122,10 @@ def test_every_operation_runs_with_the_right_shapes(model):
     img = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     noisy = ops.noise(model, img, [250, 500, 750])
     assert [x.shape for x in noisy] == [(1, 3, 64, 64)] * 3
-    res = ops.denoise(model, img, 690, "a high quality photo", 1.0, sampling=FAST)
+    res = ops.denoise(model, img, 690, "a high quality photo", guidance=1.0, sampling=FAST)
     assert res["iterative"].shape == res["one_step"].shape == res["blur"].shape == (1, 3, 64, 64)
-    gen = ops.generate(model, 2, "a high quality photo", sampling=FAST)
-    edits = ops.edit(model, img, [1, 3, 10], "a rocket ship", sampling=FAST)
+    gen = ops.generate(model, "a high quality photo", 2, sampling=FAST)
+    edits = ops.edit(model, img, "a rocket ship", [1, 3, 10], sampling=FAST)
     mask = torch.zeros(1, 1, 64, 64)
     mask[..., 2:30, 24:40] = 1
     inpainted = ops.inpaint(model, img, mask, "a high quality photo", sampling=FAST)
@@ -135,14 +139,14 @@ def test_every_operation_runs_with_the_right_shapes(model):
 
 
 def test_a_seed_reproduces_the_image(model):
-    a = ops.generate(model, 1, PROMPT, sampling=FAST, seed=7)
-    b = ops.generate(model, 1, PROMPT, sampling=FAST, seed=7)
+    a = ops.generate(model, PROMPT, 1, sampling=FAST, seed=7)
+    b = ops.generate(model, PROMPT, 1, sampling=FAST, seed=7)
     assert torch.equal(a, b)
 
 
 def test_wrong_image_size_is_a_user_error(model):
     with pytest.raises(UserError, match=r"expected \(N, 3, 64, 64\)"):
-        ops.edit(model, torch.rand(1, 3, 32, 32), [1])
+        ops.edit(model, torch.rand(1, 3, 32, 32), None, [1])
 
 
 def test_prompt_model_refuses_a_class(model):
@@ -207,7 +211,7 @@ def test_out_of_gpu_memory_says_which_option_helps(model, monkeypatch):
 
     monkeypatch.setattr(unet, "forward", oom)
     with pytest.raises(UserError, match="out of GPU memory.*--offload"):
-        ops.generate(model, 1, PROMPT, sampling=FAST)
+        ops.generate(model, PROMPT, 1, sampling=FAST)
 
 
 def test_offload_needs_cuda():
@@ -225,7 +229,7 @@ def test_cached_prompts_never_load_the_text_encoder(monkeypatch):
     monkeypatch.setattr(transformers.T5EncoderModel, "from_pretrained", boom)
     tiny = tiny_if()
     model = load_diffusion_model(str(tiny.stage1), prompt_cache=tiny.cache)
-    ops.generate(model, 1, "a rocket ship", sampling=ops.Sampling(stride=330))
+    ops.generate(model, "a rocket ship", 1, sampling=ops.Sampling(stride=330))
     assert model.prompts.encoder_loads == 0
 
 

@@ -27,11 +27,11 @@ PROMPT, OTHER = "a photo of a dog", "a rocket ship"
 _NONE = dict(safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False,
              low_cpu_mem_usage=False)
 
-# Max |difference| on [0, 1] images. The UNet calls agree bitwise (one batched CFG call, as the pipelines); the
-# DDPM step differs from DDPMScheduler.step by float32 rounding (~1 ulp, other operation order). Measured: gamma
-# <= 2: 3e-6 (stage I), 7e-6 (stage II); gamma 4: 5e-5 / 2e-5. At IF's gamma 7 the random tiny UNet is chaotic:
-# IFPipeline's own output moves by 1e-2 when x_T is scaled by 1 + 1e-6, and fundiff's differs by 7e-5 (5 steps)
-# to 4e-3 (20 steps).
+# Max |difference| on [0, 1] images. The UNet calls agree bitwise (one batched CFG call, as the pipelines); fundiff's
+# step runs in float64, diffusers' in float32. Measured: gamma <= 2: 5e-6 (stage I), 5e-6 (stage II); gamma 4:
+# 7e-5 / 2e-5; "trailing" spacing (from t = 999, where float32 x0_hat loses 4 digits): 4e-5. At IF's gamma 7 the
+# random tiny UNet is chaotic: IFPipeline's own output moves by 1e-2 when x_T is scaled by 1 + 1e-6, and
+# fundiff's differs from it by 6e-5 (5 steps) to 2e-3 (13 steps).
 TIGHT, GUIDED, CHAOTIC = 5e-5, 3e-4, 2e-2
 
 
@@ -93,7 +93,7 @@ def test_timesteps_are_the_schedulers(model, up):
 
 
 @pytest.mark.parametrize(("steps", "gamma", "tol"), [(5, 1.0, TIGHT), (13, 1.0, TIGHT), (13, 2.0, TIGHT),
-                                                     (5, 4.0, GUIDED), (20, 7.0, CHAOTIC)])
+                                                     (5, 4.0, GUIDED), (13, 7.0, CHAOTIC)])
 def test_text_to_image_matches_ifpipeline(model, pipe1, emb, steps, gamma, tol):
     ours = text_to_image(model, PROMPT, 2, steps, gamma, seed=3, progress=False)
     ref = _stage1_ref(pipe1, emb, [PROMPT], 2, steps, gamma, 3)
@@ -117,7 +117,7 @@ def test_trailing_spacing_draws_noise_on_a_last_step_above_zero(model, pipe1, em
     monkeypatch.setattr(pipe1, "scheduler", diffusers.DDPMScheduler.from_config(config, timestep_spacing="trailing"))
     assert pipeline_timesteps(model.pipe.scheduler, 5)[-1] == 199
     ours = text_to_image(model, PROMPT, 1, 5, 2.0, seed=4, progress=False)
-    assert (ours - _unit(_stage1_ref(pipe1, emb, [PROMPT], 1, 5, 2.0, 4))).abs().max() < TIGHT
+    assert (ours - _unit(_stage1_ref(pipe1, emb, [PROMPT], 1, 5, 2.0, 4))).abs().max() < GUIDED
 
 
 @pytest.mark.parametrize(("steps", "gamma", "tol"), [(3, 1.0, TIGHT), (3, 4.0, TIGHT), (7, 4.0, GUIDED)])
@@ -154,7 +154,7 @@ def test_callback_progress_bar_and_a_continued_generator(model, capsys):
 
 def _png(path) -> torch.Tensor:
     """(3, H, W) pixel values 0..255 of a PNG."""
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1).float()
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float()
 
 
 def test_part0_command_writes_the_pipelines_images(tmp_path, monkeypatch, capsys, pipe1, pipe2, emb):

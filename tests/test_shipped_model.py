@@ -32,7 +32,7 @@ def test_the_shipped_model_is_the_default_recipe_in_fp16():
 def test_the_shipped_model_makes_the_asked_digits(digits):
     held = split_holdout(digits, 50)[1]
     model = load_diffusion_model("digits")
-    x = torch.cat([ops.generate(model, 5, c, seed=c, sampling=ops.Sampling(steps=20)) for c in range(10)])
+    x = torch.cat([ops.generate(model, c, 5, seed=c, sampling=ops.Sampling(steps=20)) for c in range(10)])
     acc = (nearest_centroid(held, x) == torch.arange(10).repeat_interleave(5)).float().mean()
     assert acc >= 0.7, f"nearest-centroid accuracy of the shipped model's samples {acc:.2f}"
 
@@ -46,6 +46,16 @@ def test_a_short_retrain_of_the_shipped_recipe_learns_digits(digits, tmp_path):
     hist = trainer.history
     assert hist[-1]["mean_loss"] < 0.6 * hist[0]["mean_loss"], hist
     model = load_diffusion_model(str(tmp_path), CPU)
-    x = torch.cat([ops.generate(model, 5, c, seed=c, sampling=ops.Sampling(steps=20)) for c in range(10)])
+    x = torch.cat([ops.generate(model, c, 5, seed=c, sampling=ops.Sampling(steps=20)) for c in range(10)])
     acc = (nearest_centroid(trainer.held_out, x) == torch.arange(10).repeat_interleave(5)).float().mean()
     assert acc >= 0.3, f"nearest-centroid accuracy after 3 epochs {acc:.2f}"
+
+
+def test_the_shipped_model_card_defaults():
+    """DDPM over all 300 steps with the spec's beta variance, x0_hat clamped, CFG 5 on noise levels 0.5-0.9."""
+    model = load_diffusion_model("digits", CPU)
+    assert model.sampling == ops.Sampling(sampler="ddpm", stride=1, variance="beta", clip=True, guidance=5.0,
+                                          guidance_interval=(0.5, 0.9))
+    assert model.default_guidance == 5.0 and model.sampling.timesteps(model.schedule.T) == list(range(299, -1, -1))
+    assert model.device == CPU and model.conditioning == "class" and model.num_classes == 10
+    assert repr(model) == "DiffusionModel('digits': 10-class DDPM, 1x28x28, T=300, cpu)"

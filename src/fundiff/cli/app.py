@@ -213,11 +213,11 @@ def parta(
     device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
 ) -> None:
     """DeepFloyd: every Part A deliverable (0, 1.1-1.9) into one folder, resumable."""
-    from fundiff.cli.deepfloyd import PartABase, run_parta
-    from fundiff.cli.options import ModelOptions, StageTwoOptions
+    from fundiff.results.deliverables import PartABase, run_parta
+    from fundiff.results.settings import ModelSpec, StageTwo
 
-    base = PartABase(ModelOptions(model, device, cache, dtype, offload), seed,
-                     StageTwoOptions(upsample, stage_2, steps_2), stride)
+    base = PartABase(ModelSpec(model, device, cache, dtype, offload), seed, StageTwo(upsample, stage_2, steps_2),
+                     stride)
     run_parta(image, own or [], web, drawing or [], out, base, steps_1 or [20, 50], n)
 
 

@@ -17,6 +17,7 @@ import typer
 
 from fundiff.core.sampling import SAMPLERS, VARIANCES, Sampling
 from fundiff.errors import UserError
+from fundiff.results.settings import ModelSpec, StageTwo
 
 Opt = typer.Option
 ANNOTATION, OPTION = "annotation", "option"
@@ -27,20 +28,27 @@ def opt(default: Any, help: str, *decls: str, annotation: Any = None) -> Any:  #
     return field(default=default, metadata={"option": Opt(*decls, help=help), "annotation": annotation})
 
 
-@dataclass
-class ModelOptions:
-    """Which model and where it runs."""
-
-    model: str = opt("digits", "digits (shipped), a fundiff run dir or weights file, deepfloyd[:IF-I-M-v1.0] or a "
-                     "local IF dir, or a diffusers UNet2DModel dir or Hub id", annotation=str)
-    device: str = opt("auto", "auto | cpu | cuda (auto: CUDA when there is one)", annotation=str)
-    prompt_cache: Path | None = opt(None, "DeepFloyd prompt-embedding cache (.pth or .safetensors; default "
-                                    "$FUNDIFF_PROMPT_CACHE or ~/.cache/fundiff/prompt_embeds.pth)",
-                                    "--prompt-cache", "--cache", annotation=Path | None)
-    dtype: str = opt("auto", "DeepFloyd weights: auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16",
-                     annotation=str)
-    offload: bool = opt(False, "DeepFloyd: model CPU offload (less GPU memory, CUDA only)", "--offload",
-                        annotation=bool)
+ModelOptions = ModelSpec
+"""The model group: :class:`fundiff.results.settings.ModelSpec`, its options described in :data:`LIBRARY_OPTIONS`."""
+StageTwoOptions = StageTwo
+LIBRARY_OPTIONS: dict[type, dict[str, tuple[str, ...]]] = {
+    ModelSpec: {
+        "model": ("digits (shipped), a fundiff run dir or weights file, deepfloyd[:IF-I-M-v1.0] or a local IF dir, "
+                  "or a diffusers UNet2DModel dir or Hub id",),
+        "device": ("auto | cpu | cuda (auto: CUDA when there is one)",),
+        "prompt_cache": ("DeepFloyd prompt-embedding cache (.pth or .safetensors; default $FUNDIFF_PROMPT_CACHE or "
+                         "~/.cache/fundiff/prompt_embeds.pth)", "--prompt-cache", "--cache"),
+        "dtype": ("DeepFloyd weights: auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16",),
+        "offload": ("DeepFloyd: model CPU offload (less GPU memory, CUDA only)", "--offload"),
+    },
+    StageTwo: {
+        "upsample": ("DeepFloyd: also every result through stage II at 256 px", "--upsample"),
+        "stage_2": ("DeepFloyd stage II: deepfloyd:IF-II-L-v1.0 (default), deepfloyd:IF-II-M-v1.0, or a local "
+                    "directory", "--stage-2"),
+        "steps_2": ("DeepFloyd stage II steps (default 50; implies --upsample)", "--steps-2"),
+    },
+}
+"""(help, option names...) of each field of the library's option dataclasses."""
 
 
 @dataclass
@@ -74,18 +82,6 @@ class OutputOptions:
                            annotation=Path | None)
     force: bool = opt(False, "write into a folder that holds an earlier run's files (they are removed)", "--force",
                       annotation=bool)
-
-
-@dataclass
-class StageTwoOptions:
-    """DeepFloyd stage II: every result also at 256 px."""
-
-    upsample: bool = opt(False, "DeepFloyd: also every result through stage II at 256 px", "--upsample",
-                         annotation=bool)
-    stage_2: str | None = opt(None, "DeepFloyd stage II: deepfloyd:IF-II-L-v1.0 (default), deepfloyd:IF-II-M-v1.0, "
-                              "or a local directory", "--stage-2", annotation=str | None)
-    steps_2: int | None = opt(None, "DeepFloyd stage II steps (default 50; implies --upsample)", "--steps-2",
-                              annotation=int | None)
 
 
 GROUPS = (ModelOptions, SamplingOptions, OutputOptions, StageTwoOptions)
@@ -126,9 +122,13 @@ def check_finite(values: dict[str, Any]) -> None:
 
 
 def _group_params(group: type) -> list[inspect.Parameter]:
-    params = []
+    params, hints = [], get_type_hints(group)
     for f in fields(group):
-        typed, option = f.metadata[ANNOTATION], f.metadata[OPTION]
+        if group in LIBRARY_OPTIONS:
+            help_text, *decls = LIBRARY_OPTIONS[group][f.name]
+            typed, option = hints[f.name], Opt(*decls, help=help_text)
+        else:
+            typed, option = f.metadata[ANNOTATION], f.metadata[OPTION]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
                                         annotation=Annotated[typed, option]))
     return params

@@ -1,4 +1,4 @@
-"""Part A commands of the ``fundiff`` CLI (spec.md 1.1-1.9): parse, call :mod:`fundiff.cli.parta_run`, write.
+"""Part A commands of the ``fundiff`` CLI (spec.md 1.1-1.9): parse, call :mod:`fundiff.results.parta`, write.
 
 Options that take several values accept them space-separated (``--t 250 500 750``,
 ``--i-start 1 3 5``, ``--views flip rotate_90``) or repeated (``--t 250 --t 500``). The option groups
@@ -27,9 +27,9 @@ MULTI_ANY = ("--views", "--sigma", "--own", "--drawing")
 
 
 def _run(name: str, m: ModelOptions, s: SamplingOptions, o: OutputOptions, up: StageTwoOptions | None, stem: str):
-    from fundiff.cli.parta_run import Run
+    from fundiff.results.parta import Run
 
-    return Run(name, m, s, o, up, stem)
+    return Run(name, m, s.sampling(), s.seed, o.out, o.force, up, stem)
 
 
 def register(app: typer.Typer) -> None:
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
               t: Annotated[list[int] | None, Opt(help="timesteps (default T/4, T/2, 3T/4: 250 500 750 for "
                                                        "T = 1000)")] = None) -> None:
         """1.1 The forward process: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps at each --t."""
-        from fundiff.cli.parta_run import run_noise
+        from fundiff.results.parta import run_noise
 
         run_noise(image, t, _run("noise", m, s, o, up, Path(image).stem))
 
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
                 blur_sigma: Annotated[float, Opt(help="Gaussian blur sigma (1.2)")] = 2.0,
                 prompt: Prompt = None, class_: Class = None) -> None:
         """1.2-1.4 Denoise a noised image by Gaussian blur, in one step, and iteratively; side by side."""
-        from fundiff.cli.parta_run import run_denoise
+        from fundiff.results.parta import run_denoise
 
         run_denoise(image, t, method, (blur_kernel, blur_sigma), (prompt, class_),
                     _run("denoise", m, s, o, up, Path(image).stem))
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
                  ) -> None:
         """0, 1.5-1.6 Sample from pure noise (with classifier-free guidance when conditioned); DeepFloyd text to
         image with --steps-1 N --steps-2 M."""
-        from fundiff.cli.parta_run import run_generate
+        from fundiff.results.parta import run_generate
 
         if steps_1 is not None:
             if s.steps is not None and s.steps != steps_1:
@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
              invert: Annotated[str, Opt(help="auto | yes | no: make strokes light on dark for digit models")]
              = "auto", prompt: Prompt = None, class_: Class = None) -> None:
         """1.7 SDEdit: for each --i-start, noise an image to that timestep and denoise it from there with CFG."""
-        from fundiff.cli.parta_run import run_edit
+        from fundiff.results.parta import run_edit
 
         run_edit(image, i_start, fit, invert, (prompt, class_), _run("edit", m, s, o, up, Path(image).stem))
 
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
                 box: Annotated[list[int] | None, Opt(help="x0 y0 x1 y1 in model-size pixels")] = None,
                 prompt: Prompt = None, class_: Class = None) -> None:
         """1.7.2 Inpainting (RePaint): new content inside the mask, the original everywhere else."""
-        from fundiff.cli.parta_run import run_inpaint
+        from fundiff.results.parta import run_inpaint
 
         if (mask is None) == (box is None):
             raise UserError("give --mask MASK or --box x0 y0 x1 y1 (one of them)")
@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
                                                             f"{', '.join(VIEW_NAMES)}")] = None,
                 n: N = 4) -> None:
         """1.8 Visual anagrams: one image that reads as P1 upright and P2 under each view."""
-        from fundiff.cli.parta_run import run_anagram
+        from fundiff.results.parta import run_anagram
 
         run_anagram(prompt, views or [], n, _run("anagram", m, s, o, up, "-".join(prompt)))
 
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
                                                              "px, 2 at 64 px; two for a three-way hybrid)")] = None,
                n: N = 4) -> None:
         """1.9 Hybrid images: eps = lowpass(eps_low) + highpass(eps_high) (three bands with --mid)."""
-        from fundiff.cli.parta_run import run_hybrid
+        from fundiff.results.parta import run_hybrid
 
         prompts = [low, high] if mid is None else [low, mid, high]
         run_hybrid(prompts, n, kernel, sigma, _run("hybrid", m, s, o, up, "-".join(prompts)))

@@ -34,9 +34,10 @@ def grid_array(images: torch.Tensor, nrow: int, pad: int = 2, scale: int = 2,
     return out[..., 0] if c == 1 else out
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int = 10, scale: int = 2,
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None, scale: int = 2,
               value_range: tuple[float, float] = (0.0, 1.0)) -> Path:
-    """Write a PNG grid of ``images`` (N, C, H, W)."""
+    """Write a PNG grid of ``images`` (N, C, H, W), ``nrow`` per row (default: all of them, at most 10)."""
+    nrow = min(len(images), 10) if nrow is None else nrow
     img = Image.fromarray(grid_array(images, nrow, scale=scale, value_range=value_range))
     atomic_write(Path(path), lambda p: img.save(p, format="PNG"))
     return Path(path)

@@ -122,17 +122,17 @@ def _deepfloyd(out: Path, model: str, stage_2: str | None, cache: Path | None, p
                device: str) -> dict:
     """``fundiff parta`` (resumable) on the shipped photos and two pen drawings; a model that does not load
     (no weights, no licence, no token) makes the section say so instead of stopping the report."""
-    from fundiff.cli.deepfloyd import PartABase, run_parta
-    from fundiff.cli.options import ModelOptions, StageTwoOptions
     from fundiff.evaluate.drawings import draw_digit
     from fundiff.io.files import atomic_write
+    from fundiff.results.deliverables import PartABase, run_parta
+    from fundiff.results.settings import ModelSpec, StageTwo
 
     drawings = []
     for digit, seed in ((2, 0), (4, 1)):
         path, img = out / "inputs" / f"drawn_{digit}.png", draw_digit(digit, seed)
         atomic_write(path, lambda q, img=img: img.save(q, format="PNG"))
         drawings.append(path)
-    base = PartABase(ModelOptions(model, device, cache), 180, StageTwoOptions(True, stage_2, plan.steps_2), plan.stride)
+    base = PartABase(ModelSpec(model, device, cache), 180, StageTwo(True, stage_2, plan.steps_2), plan.stride)
     try:
         run_parta(photo("rocket"), [photo("astronaut"), photo("chelsea")], photo("coffee"), drawings, out, base,
                   list(plan.steps_1), plan.n)

@@ -16,7 +16,8 @@ give the pipelines' images for a seed, so here everything follows the pipelines'
 - stage II: the 64 px image upscaled (bilinear, align_corners), noised to ``noise_level`` by the
   image-noising scheduler's forward process, concatenated to x_t and given as ``class_labels``.
 
-The loop runs in float32 (the UNet in its own dtype); in fp16 the images match the pipelines' to fp16 rounding.
+The draws are the pipelines' (same generator, order, shape and dtype); the loop's arithmetic runs in float64 (the
+UNet in its own dtype), so the images match the pipelines' to their float32 (or fp16) rounding.
 """
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ def if_loop(eps_fn: EpsFn, x: Tensor, timesteps: Sequence[int], schedule: Schedu
     return x
 
 
+def _loop_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the loop's arithmetic (not on MPS, which lacks it): the thresholded x0_hat goes through
+    eps and back in :func:`if_loop`, which at t near T (sqrt(abar) ~ 1e-4) loses float32's precision."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 def _generator(seed: int | torch.Generator) -> torch.Generator:
     return seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
 
@@ -177,8 +184,8 @@ def text_to_image(model: DeepFloydModel, prompts: Prompts = None, n: int = 1, st
     schedule = pipeline_schedule(pipe.scheduler)
     wrap, clip = x0_rule(pipe.scheduler, schedule)
     eps_fn = wrap(if_denoiser(pipe, emb, uncond, gamma, "running stage I"))
-    out = if_loop(eps_fn, x.to(device, torch.float32), timesteps, schedule, g, clip, unet.dtype, "stage I", progress,
-                  callback)
+    out = if_loop(eps_fn, x.to(device, _loop_dtype(device)), timesteps, schedule, g, clip, unet.dtype, "stage I",
+                  progress, callback)
     return ((out.float().cpu() + 1) / 2).clamp(0, 1)
 
 
@@ -218,6 +225,6 @@ def super_resolve(up: Upsampler, images: Tensor, prompts: Prompts = None, steps:
     schedule = pipeline_schedule(pipe.scheduler)
     wrap, clip = x0_rule(pipe.scheduler, schedule)
     eps_fn = wrap(if_denoiser(pipe, emb, uncond, gamma, "running stage II", extra))
-    out = if_loop(eps_fn, x.to(up.device, torch.float32), timesteps, schedule, g, clip, unet.dtype, "stage II",
+    out = if_loop(eps_fn, x.to(up.device, _loop_dtype(up.device)), timesteps, schedule, g, clip, unet.dtype, "stage II",
                   progress, callback)
     return ((out.float().cpu() + 1) / 2).clamp(0, 1)

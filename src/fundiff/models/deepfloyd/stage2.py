@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fundiff.core.bands import frequency_bands, gaussian_lowpass, hybrid_denoiser
-from fundiff.core.guidance import cfg
+from fundiff.core.guidance import guidance_gate
 from fundiff.core.loop import sample_loop
 from fundiff.core.model import Condition, EpsFn
 from fundiff.core.sampling import Sampling
@@ -66,7 +66,8 @@ class Upsampler:
         (the conditional estimate alone) when gamma <= 1, as IFSuperResolutionPipeline (guidance_scale > 1)."""
         gamma = self.default_guidance if guidance is None else guidance
         bind = self.bind(upscaled)
-        return bind(condition) if gamma <= 1.0 or condition is None else cfg(bind(condition), bind(None), gamma)
+        uncond = None if gamma <= 1.0 or condition is None else bind(None)
+        return guidance_gate(bind(condition), uncond, gamma, (0.0, 1.0), self.schedule.noise_level)
 
     def describe(self) -> dict:
         return {"source": self.source, "image_size": self.image_size, "noise_level": self.noise_level,
@@ -137,35 +138,12 @@ def upsample_anagram(up: Upsampler, images: Tensor, conditions: Sequence[Conditi
     return _run(up, images, lambda u: anagram_eps(up, u, conditions, views, guidance), seed, sampling)
 
 
-def separable_lowpass(x: Tensor, kernel: int, sigma: float) -> Tensor:
-    """:func:`~fundiff.core.bands.gaussian_lowpass` (same normalised kernel, reflect padding) as two 1-D
-    convolutions: 2 k instead of k^2 multiplies per pixel, which matters for kernel 129 at 256 px."""
-    pad, c = kernel // 2, x.shape[1]
-    if pad >= min(x.shape[-2:]):
-        return gaussian_lowpass(x, kernel, sigma)
-    t = torch.linspace(-pad, pad, kernel, dtype=x.dtype, device=x.device)
-    k1d = torch.exp(-0.5 * (t / sigma) ** 2)
-    k1d = (k1d / k1d.sum()).repeat(c, 1, 1, 1)
-    y = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    y = F.conv2d(y, k1d.view(c, 1, 1, kernel), groups=c)
-    return F.conv2d(y, k1d.view(c, 1, kernel, 1), groups=c)
-
-
-def hybrid_bands(kernel: int, sigmas: Sequence[float], scale: int) -> list[Callable[[Tensor], Tensor]]:
-    """The stage-I bands of :func:`~fundiff.core.bands.frequency_bands` scaled by ``scale`` (256 / 64 = 4):
-    kernel 2 r + 1 -> 2 r scale + 1, sigma -> scale sigma; [G_s1, G_s2 - G_s1, ..., I - G_sn], s1 > ... > sn."""
-    frequency_bands(kernel, sigmas)  # the same checks as stage I
-    k = 2 * (kernel // 2) * scale + 1
-    lows = [lambda x, s=s: separable_lowpass(x, k, s * scale) for s in sorted(sigmas, reverse=True)]
-    lows.append(lambda x: x)
-    return [lows[0]] + [lambda x, w=wide, n=narrow: w(x) - n(x) for narrow, wide in zip(lows[:-1], lows[1:])]
-
-
 def upsample_hybrid(up: Upsampler, images: Tensor, conditions: Sequence[Condition], kernel: int = 33,
                     sigmas: Sequence[float] = (2.0,), guidance: float | None = None, seed: int = 0,
                     sampling: Sampling = STAGE2_SAMPLING) -> Tensor:
-    """Stage II of a hybrid: eps = sum_i band_i(eps_i(x_t, upscaled)) with :func:`hybrid_bands`."""
-    bands = hybrid_bands(kernel, sigmas, max(1, up.image_size // images.shape[-1]))
+    """Stage II of a hybrid: eps = sum_i band_i(eps_i(x_t, upscaled)) with the stage-I bands scaled to 256 px
+    (:func:`~fundiff.core.bands.frequency_bands` with scale 256 / 64 = 4: kernel 33 sigma 2 -> kernel 129 sigma 8)."""
+    bands = frequency_bands(kernel, sigmas, max(1, up.image_size // images.shape[-1]))
     if len(bands) != len(conditions):
         raise UserError(f"{len(conditions)} prompts need {len(conditions) - 1} sigma(s), got {len(sigmas)}")
     return _run(up, images, lambda u: hybrid_denoiser([up.guided(c, u, guidance) for c in conditions], bands),

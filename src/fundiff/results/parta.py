@@ -1,8 +1,9 @@
-"""``fundiff noise | denoise | generate | edit | inpaint | anagram | hybrid``: load, call :mod:`fundiff.parta`, write.
+"""Result folders of the Part A operations (``fundiff noise | denoise | generate | edit | inpaint | anagram | hybrid``,
+``fundiff parta`` and the report's DeepFloyd section): load, call :mod:`fundiff.parta`, write.
 
 Each command writes PNGs (single images at the model's size, grids enlarged) and ``args.json`` (arguments, seed,
 the resolved sampling settings, model, versions) into its output folder. With a DeepFloyd model,
-``--upsample`` also writes every result through stage II at 256 px (:mod:`fundiff.cli.stage2_outputs`), and a
+``--upsample`` also writes every result through stage II at 256 px (:mod:`fundiff.results.stage2`), and a
 prompt model given no prompt uses 'a high quality photo'.
 """
 
@@ -16,8 +17,8 @@ import torch
 import typer
 
 from fundiff import parta as ops
-from fundiff.cli.options import ModelOptions, OutputOptions, SamplingOptions, StageTwoOptions
 from fundiff.core.model import Condition, DiffusionModel
+from fundiff.core.sampling import Sampling
 from fundiff.core.views import make_view
 from fundiff.errors import UserError
 from fundiff.io.files import versions, write_json
@@ -27,6 +28,8 @@ from fundiff.io.pictures import save_gif, save_grid
 from fundiff.models import load
 from fundiff.models.deepfloyd.prompts import DEFAULT_PROMPT
 from fundiff.models.deepfloyd.stage1 import DeepFloydModel
+from fundiff.results import stage2
+from fundiff.results.settings import ModelSpec, StageTwo
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -49,22 +52,22 @@ def condition_of(model: DiffusionModel, prompt: str | None, class_: int | None) 
 class Run:
     """One command's run: the model, the resolved sampling settings, the output folder, and args.json."""
 
-    def __init__(self, command: str, m: ModelOptions, s: SamplingOptions, o: OutputOptions,
-                 up: StageTwoOptions | None, stem: str) -> None:
-        self.command, self.seed, self.up = command, s.seed, up or StageTwoOptions()
+    def __init__(self, command: str, m: ModelSpec, asked: Sampling, seed: int, out: Path | None, force: bool,
+                 up: StageTwo | None, stem: str) -> None:
+        self.command, self.seed, self.up = command, seed, up or StageTwo()
         self.t0 = time.perf_counter()
         self.model = load(m.model, m.device, prompt_cache=m.prompt_cache, dtype=m.dtype, offload=m.offload)
-        self.sampling = ops.settings(self.model, s.sampling())
+        self.sampling = ops.settings(self.model, asked)
         if self.up.steps_2 is not None:
             self.up.upsample = True
         if self.up.upsample and not isinstance(self.model, DeepFloydModel):
             raise UserError(f"--upsample runs DeepFloyd's stage II; model {self.model.name} has none")
-        default = Path("outputs") / f"{command}-{slug(stem, 60)}-{_settings_tag(s)}s{s.seed}"
-        self.dir = prepare_output(o.out if o.out is not None else default, o.force)
+        default = Path("outputs") / f"{command}-{slug(stem, 60)}-{_settings_tag(asked)}s{seed}"
+        self.dir = prepare_output(out if out is not None else default, force)
         self.files: list[str] = []
         self.stage_2 = None
         if self.up.upsample:  # load (and check) stage II now, so its errors come before minutes of stage I
-            from fundiff.cli.stage2_outputs import stage_2
+            from fundiff.results.stage2 import stage_2
 
             stage_2(self)
 
@@ -83,13 +86,6 @@ class Run:
         save_gif(frames, self.dir / name, nrow=nrow, scale=self.scale(), duration_ms=120)
         self.files.append(name)
 
-    def upsampled(self, stem: str, x: torch.Tensor, condition: Condition = None, **how: object) -> None:
-        """With --upsample: stage II of ``x`` at 256 px as ``{stem}_256*.png`` (see fundiff.cli.stage2_outputs)."""
-        if self.up.upsample:
-            from fundiff.cli.stage2_outputs import save_upsampled
-
-            save_upsampled(self, stem, x, condition, **how)
-
     def finish(self, **args: object) -> Path:
         stage_2 = {"stage_2": self.stage_2.describe(), "steps_2": self.up.steps_2} if self.stage_2 is not None else {}
         seconds = round(time.perf_counter() - self.t0, 1)
@@ -101,9 +97,9 @@ class Run:
         return self.dir
 
 
-def _settings_tag(s: SamplingOptions) -> str:
+def _settings_tag(asked: Sampling) -> str:
     """'g3-steps50-' for the sampling options given (empty when none), so other settings get another folder."""
-    given = {k: v for k, v in s.sampling().to_dict().items() if v is not None}
+    given = {k: v for k, v in asked.to_dict().items() if v is not None}
     short = {"guidance": "g", "guidance_interval": "gi", "sampler": "", "steps": "steps", "stride": "stride",
              "variance": "var-", "clip": "clip"}
     parts = []
@@ -127,7 +123,8 @@ def run_noise(image: Path, ts: list[int] | None, run: Run) -> Path:
     for k, x in zip(ts, noisy):
         run.image(x, f"noisy_t{k}.png")
     run.grid(torch.cat([x0, *noisy]), "noise.png", nrow=len(ts) + 1)
-    run.upsampled("noisy", x0, image=image, ts=ts)
+    if run.up.upsample:
+        stage2.noise_256(run, image, ts)
     return run.finish(image=str(image), t=ts)
 
 
@@ -146,8 +143,8 @@ def run_denoise(image: Path, ts: list[int] | None, method: str, blur: tuple[int,
         run.image(res["noisy"], f"noisy_t{k}.png")
         for m in methods:
             run.image(res[m], f"{m}_t{k}.png")
-            if m != "blur":
-                run.upsampled(f"{m}_t{k}", res[m], cond)
+            if m != "blur" and run.up.upsample:
+                stage2.upsample_images(run, f"{m}_t{k}", res[m], cond)
         if "iterative" in methods:
             run.grid(res["strip"][:, 0], f"strip_t{k}.png", nrow=len(res["strip"]))
         rows.append(torch.cat([x0, res["noisy"], *(res[m] for m in methods)]))
@@ -177,7 +174,8 @@ def run_generate(n: int, gif: bool, cond_args: tuple, run: Run) -> Path:
     for i in range(n):
         run.image(x[i:i + 1], f"sample_{i:02d}.png")
     run.grid(x, "samples.png", nrow=min(n, 10))
-    run.upsampled("sample", x, cond, **({"pipeline": True} if part0 else {}))
+    if run.up.upsample:
+        (stage2.upsample_part0 if part0 else stage2.upsample_images)(run, "sample", x, cond)
     strip_frames = [run.model.to_unit_range(f.float().cpu()).clamp(0, 1) for f in strip.frames]
     run.grid(torch.stack([*strip_frames, x], 1).flatten(0, 1), "strip.png", nrow=len(strip_frames) + 1)
     if gif:
@@ -203,7 +201,8 @@ def run_edit(image: Path, i_starts: list[int] | None, fit: bool | None, invert: 
     run.image(x0, "input.png")
     for i, x in results.items():
         run.image(x, f"edit_i{i:02d}.png")
-        run.upsampled(f"edit_i{i:02d}", x, cond)
+        if run.up.upsample:
+            stage2.upsample_images(run, f"edit_i{i:02d}", x, cond)
     run.grid(torch.cat([*results.values(), x0]), "edits.png", nrow=len(results) + 1)
     ts = run.sampling.timesteps(run.model.schedule.T)
     return run.finish(image=str(image), i_start=i_starts, t_start=[ts[i] for i in i_starts], fit=fit,
@@ -220,7 +219,8 @@ def run_inpaint(image: Path, mask: Path | None, box: list[int] | None, cond_args
     run.image(m.expand_as(x0), "mask.png")
     run.image(x, "inpainted.png")
     run.grid(torch.cat([x0, m.expand_as(x0), x0 * (1 - m), x]), "comparison.png", nrow=4)
-    run.upsampled("inpainted", x, cond, image=image, mask=m)
+    if run.up.upsample:
+        stage2.upsample_inpainted(run, "inpainted", x, cond, image, m)
     return run.finish(image=str(image), mask=str(mask) if mask else None, box=box, condition=cond,
                       columns=["input", "mask", "kept", "inpainted"])
 
@@ -236,7 +236,8 @@ def run_anagram(prompts: list[str], views: list[str], n: int, run: Run) -> Path:
         for i in range(n):
             run.image(img[i:i + 1], f"anagram_{i:02d}_{v}.png")
     run.grid(torch.stack(shown, 1).flatten(0, 1), "anagram.png", nrow=len(views))
-    run.upsampled("anagram", x, conditions=conds, views=views)
+    if run.up.upsample:
+        stage2.upsample_anagram_images(run, "anagram", x, conds, views)
     return run.finish(prompts=prompts, conditions=conds, views=views, n=n, columns=views)
 
 
@@ -248,7 +249,8 @@ def run_hybrid(prompts: list[str], n: int, kernel: int, sigmas: list[float] | No
     for i in range(n):
         run.image(x[i:i + 1], f"hybrid_{i:02d}.png")
     run.grid(torch.stack([x, far], 1).flatten(0, 1), "hybrid.png", nrow=2)
-    run.upsampled("hybrid", x, conditions=conds, kernel=kernel, sigmas=sigmas)
+    if run.up.upsample:
+        stage2.upsample_hybrid_images(run, "hybrid", x, conds, kernel, sigmas)
     low, *mid, high = prompts
     return run.finish(low=low, mid=mid[0] if mid else None, high=high, conditions=conds, n=n, kernel=kernel,
                       sigmas=sigmas, columns=["hybrid", f"low-pass (sigma {max(sigmas):g}, as seen from far)"])
