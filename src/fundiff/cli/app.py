@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fundiff.cli.options import OutputOptions, SamplingOptions, command, int_list, interval
+from fundiff.cli.options import SEED_HELP, Device, OutputOptions, SamplingOptions, command, int_list, interval
 from fundiff.cli.parta import expand_multi_values, register
 from fundiff.errors import UserError
 
@@ -45,7 +45,7 @@ def train(
                                                  "e.g. 0.5,1")] = None,
     out: Annotated[Path | None, Opt(help="run directory (default runs/MODEL-OBJECTIVE-RECIPE)")] = None,
     resume: Annotated[bool, Opt("--resume", help="continue a run in --out")] = False,
-    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Train the spec's UNet (single-step denoiser, time- or class-conditioned) on digits."""
     from fundiff.train.session import run_train
@@ -69,7 +69,7 @@ def sample(
     per_class: Annotated[int, Opt(help="samples per class (an unconditional model: 10 x this many)")] = 4,
     epoch: Epoch = None, precision: Precision = None,
     gif: Annotated[bool, Opt("--gif", help="also write a GIF of the trajectory")] = False,
-    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Sample a grid: PNG grid, samples.npz (uint8 N x H x W + labels), optional GIF, and sample.json."""
     from fundiff.cli.sample import run_sample
@@ -85,7 +85,7 @@ def evaluate(
     per_class: Annotated[int, Opt(help="samples per class")] = 40,
     epoch: Epoch = None, precision: Precision = None,
     judge: Annotated[Path | None, Opt(help="judge weights (default: trained on the run's data if missing)")] = None,
-    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Judge accuracy (per class, overall) and Frechet distance vs held-out digits, with the real-vs-real baseline."""
     from fundiff.evaluate.runs import run_evaluate
@@ -104,9 +104,9 @@ def evaluate_parta(
     hybrid_kernel: Annotated[int, Opt()] = 33,
     hybrid_sigma: Annotated[float, Opt(help="low-pass sigma (1.75 balances the two readings at 28 px)")] = 1.75,
     guidance: Annotated[float | None, Opt(help="CFG scale (default: the model's)")] = None,
-    seed: Annotated[int, Opt()] = 0,
+    seed: Annotated[int, Opt(help=SEED_HELP)] = 0,
     force: Annotated[bool, Opt("--force")] = False,
-    device: Annotated[str, Opt()] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Judge-measured Part A: class edits, anagrams (flip, rotate_90), hybrids, SDEdit of drawings."""
     from fundiff.evaluate.parta_suite import run_evaluate_parta
@@ -137,8 +137,8 @@ def figures(
     out: Annotated[Path | None, Opt(help="output directory (default: RUN_DIR/figures for one run)")] = None,
     sampler: Annotated[str | None, Opt(help="ddpm | ddim for DDPM runs (default: the run's)")] = None,
     steps: Annotated[int | None, Opt()] = None,
-    seed: Annotated[int, Opt()] = 0,
-    device: Annotated[str, Opt()] = "auto",
+    seed: Annotated[int, Opt(help=SEED_HELP)] = 0,
+    device: Device = "auto",
 ) -> None:
     """Every Part B figure the runs allow: noising, loss curves, denoiser results, OOD test, samples, GIFs."""
     from fundiff.partb.all_figures import run_figures
@@ -158,9 +158,9 @@ def report(
                                          "IF stage I directory")] = None,
     stage_2: Annotated[str | None, Opt("--stage-2", help="DeepFloyd stage II (default IF-II-L-v1.0)")] = None,
     prompt_cache: Annotated[Path | None, Opt(help="DeepFloyd prompt-embedding cache (.pth or .safetensors)")] = None,
-    seed: Annotated[int, Opt()] = 0,
+    seed: Annotated[int, Opt(help=SEED_HELP)] = 0,
     force: Annotated[bool, Opt("--force", help="rebuild from scratch what an earlier report left in --out")] = False,
-    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """The whole illustrated write-up: run (or reuse) every Part A and Part B deliverable, write OUT/index.html."""
     from fundiff.report.build import ReportOptions, run_report
@@ -180,7 +180,7 @@ def embed(
     recompute: Annotated[bool, Opt("--recompute", help="recompute prompts already cached")] = False,
     dtype: Annotated[str, Opt(help="auto | fp32 | fp16 | bf16 (8-bit on CUDA when bitsandbytes is installed)")]
     = "auto",
-    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """DeepFloyd: compute T5 prompt embeddings [1, 77, 4096] into the cache every command reads first."""
     from fundiff.cli.deepfloyd import run_embed
@@ -210,7 +210,7 @@ def parta(
     dtype: Annotated[str, Opt(help="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16")] = "auto",
     offload: Annotated[bool, Opt("--offload", help="model CPU offload (less GPU memory)")] = False,
     out: Annotated[Path, Opt(help="output folder (rerun to resume)")] = Path("outputs/parta-deepfloyd"),
-    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """DeepFloyd: every Part A deliverable (0, 1.1-1.9) into one folder, resumable."""
     from fundiff.results.deliverables import PartABase, run_parta

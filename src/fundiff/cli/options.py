@@ -21,6 +21,10 @@ from fundiff.results.settings import ModelSpec, StageTwo
 
 Opt = typer.Option
 ANNOTATION, OPTION = "annotation", "option"
+DEVICE_HELP = "auto | cpu | cuda (auto: CUDA when there is one)"
+SEED_HELP = "random seed: the same seed gives the same bytes"
+Device = Annotated[str, Opt(help=DEVICE_HELP)]
+"""--device, for the commands that take no --model group."""
 
 
 def opt(default: Any, help: str, *decls: str, annotation: Any = None) -> Any:  # noqa: A002 - typer's name
@@ -35,7 +39,7 @@ LIBRARY_OPTIONS: dict[type, dict[str, tuple[str, ...]]] = {
     ModelSpec: {
         "model": ("digits (shipped), a fundiff run dir or weights file, deepfloyd[:IF-I-M-v1.0] or a local IF dir, "
                   "or a diffusers UNet2DModel dir or Hub id",),
-        "device": ("auto | cpu | cuda (auto: CUDA when there is one)",),
+        "device": (DEVICE_HELP,),
         "prompt_cache": ("DeepFloyd prompt-embedding cache (.pth or .safetensors; default $FUNDIFF_PROMPT_CACHE or "
                          "~/.cache/fundiff/prompt_embeds.pth)", "--prompt-cache", "--cache"),
         "dtype": ("DeepFloyd weights: auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16",),
@@ -67,7 +71,7 @@ class SamplingOptions:
                                annotation=str | None)
     clip: bool | None = opt(None, "clamp x0_hat to the data range (default: the model's)", "--clip/--no-clip",
                             annotation=bool | None)
-    seed: int = opt(0, "random seed: the same seed gives the same bytes", annotation=int)
+    seed: int = opt(0, SEED_HELP, annotation=int)
 
     def sampling(self) -> Sampling:
         return Sampling(sampler=self.sampler, steps=self.steps, stride=self.stride, variance=self.variance,
