@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from itertools import permutations
 
 import torch
+from tqdm import tqdm
 
 from fundiff import parta as ops
 from fundiff.core.model import DiffusionModel
@@ -29,7 +30,7 @@ def edit_rate(model: DiffusionModel, judge: JudgeNet, held: Digits, i_start: int
     """SDEdit real digits of other classes toward each target class 0-9 from timesteps[i_start];
     the rate at which the judge reads the target."""
     per_class, examples = {}, []
-    for target in range(10):
+    for target in tqdm(range(10), desc="class edits", unit="class", leave=False):
         others = (held.labels != target).nonzero().flatten()
         pick = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(seed + target))]
         x0 = held.images[pick[:per_target]]
@@ -56,7 +57,7 @@ def anagram_rate(model: DiffusionModel, judge: JudgeNet, view: str, pairs: Seque
     the view, and both at once."""
     v = make_view(view, model.image_size)
     up, viewed, examples = [], [], []
-    for i, (a, b) in enumerate(pairs):
+    for i, (a, b) in enumerate(tqdm(pairs, desc=f"anagrams {view}", unit="pair", leave=False)):
         x = ops.anagram(model, [a, b], ["identity", view], n, guidance=guidance, seed=seed + i, sampling=sampling)
         up.append(predict(judge, x) == a)
         viewed.append(predict(judge, v.view(x)) == b)
@@ -72,7 +73,7 @@ def hybrid_rate(model: DiffusionModel, judge: JudgeNet, pairs: Sequence[tuple[in
     """Hybrids of (a low-pass, b high-pass): the rates at which the judge reads a on the low-pass
     (blurred) copy, b on the image itself, and both."""
     low, high, examples = [], [], []
-    for i, (a, b) in enumerate(pairs):
+    for i, (a, b) in enumerate(tqdm(pairs, desc="hybrids", unit="pair", leave=False)):
         x = ops.hybrid(model, [a, b], n, kernel, [sigma], guidance=guidance, seed=seed + i, sampling=sampling)
         far = ops.lowpass_view(x, kernel, sigma)
         low.append(predict(judge, far) == a)
