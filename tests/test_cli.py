@@ -170,9 +170,11 @@ def test_cli_sample_from_a_weights_file_and_classes(cli_run, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
-    (["--steps", "0"], "--steps"), (["--steps", "301"], "--steps"), (["--classes", "11"], "class 11 is outside 0-9"),
+    (["--steps", "0"], "--steps"), (["--steps", "301"], "--steps"),
+    (["--classes", "11"], "class 11 is outside 0-9"),
     (["--per-class", "0"], "--per-class"), (["--guidance", "-1"], "--guidance"), (["--epoch", "7"], "7"),
-    (["--sampler", "euler", "--steps", "2"], "DDPM model: use --sampler ddpm or ddim"), (["--sampler", "magic"], "magic"),
+    (["--sampler", "euler", "--steps", "2"], "DDPM model: use --sampler ddpm or ddim"),
+    (["--sampler", "magic"], "magic"),
 ])
 def test_cli_sample_bad_options(cli_run, tmp_path, args, fragment):
     assert_one_line_error(run_cli("sample", cli_run, "--out", tmp_path / "s", *args), fragment)

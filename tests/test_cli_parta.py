@@ -117,6 +117,11 @@ def test_anagram_and_hybrids(tmp_path):
     (("noise", "{digit}", "--t", "300"), "timestep 300"),
     (("denoise", "{digit}", "--method", "magic"), "unknown method"),
     (("inpaint", "{digit}", "--box", "0", "0", "40", "5"), "box"),
+    (("generate", "--variance", "learned"), "no learned variance"),
+    (("generate", "--variance", "wide"), "unknown variance 'wide'"),
+    (("generate", "--guidance-interval", "0.9,0.5"), "--guidance-interval"),
+    (("generate", "--stride", "3", "--steps", "5"), "not both"),
+    (("generate", "--sampler", "euler"), "DDPM model: use --sampler ddpm or ddim"),
 ])
 def test_bad_input_is_one_error_line(images, tmp_path, args, fragment):
     subst = {k: str(v) for k, v in images.items()} | {"missing": str(tmp_path / "missing.png")}
@@ -165,3 +170,32 @@ def test_default_output_folder_names_the_settings_given(images, tmp_path):
     assert names == ["generate-class7-steps3-g3-s2", "noise-my_digit_3-s0"], names
     for name in names:
         assert (tmp_path / "outputs" / name / "args.json").is_file()
+
+
+def test_sampling_options_override_the_card(tmp_path):
+    """Every sampling option given replaces the card's; the rest stay the card's; args.json records them all."""
+    out = tmp_path / "g"
+    rec = _ok(run_cli("generate", "--class", "2", "--n", "1", "--steps", "3", "--variance", "posterior", "--no-clip",
+                      "--guidance", "2", "--guidance-interval", "0,1", "--out", out), out)
+    assert rec["sampling"] == {"sampler": "ddpm", "steps": 3, "stride": None, "variance": "posterior", "clip": False,
+                               "guidance": 2.0, "guidance_interval": [0.0, 1.0]}
+    assert rec["guidance"] == 2.0 and rec["model"]["sampling"]["guidance"] == 5.0
+
+
+def test_option_groups_in_help():
+    proc = run_cli("generate", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--model", "--prompt-cache", "--cache", "--guidance", "--guidance-interval", "--sampler", "--steps",
+                 "--stride", "--variance", "--clip", "--no-clip", "--seed", "--out", "--force", "--upsample"):
+        assert flag in proc.stdout, flag
+    proc = run_cli("sample", "--help")
+    assert proc.returncode == 0 and "--guidance-interval" in proc.stdout and "--variance" in proc.stdout
+
+
+def test_force_replaces_an_earlier_run(tmp_path):
+    """--force writes into a folder holding an earlier run's files, and (as its help says) they are removed."""
+    out = tmp_path / "g"
+    _ok(run_cli("generate", "--n", "2", "--steps", "2", "--out", out), out)
+    rec = _ok(run_cli("generate", "--n", "1", "--steps", "2", "--seed", "1", "--force", "--out", out), out)
+    assert rec["seed"] == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(["args.json", *rec["files"]])

@@ -1,4 +1,4 @@
-"""denoisers/diffusers_unet.py: any diffusers UNet2DModel directory (pipeline or bare) as a DiffusionModel.
+"""models/diffusers_unet.py: any diffusers UNet2DModel directory (pipeline or bare) as a DiffusionModel.
 
 The UNets are tiny and randomly initialised (a few thousand parameters), saved to disk the two ways
 diffusers does it, and loaded back through the adapter.

@@ -1,4 +1,4 @@
-"""sampling/hybrid.py: Gaussian low-pass, frequency bands that sum to the identity, and the hybrid denoiser."""
+"""core/bands.py: Gaussian low-pass, frequency bands that sum to the identity, and the hybrid denoiser."""
 
 from __future__ import annotations
 
@@ -112,3 +112,15 @@ def test_hybrid_needs_one_denoiser_per_band():
         hybrid_denoiser(fn, frequency_bands(33, [2.0])[:1])
     with pytest.raises(UserError, match="2 denoisers and 3 bands"):
         hybrid_denoiser(fn * 2, frequency_bands(33, [1.0, 2.0]))
+
+
+def test_hybrid_of_velocities_is_a_velocity():
+    """Flow models: the same bands, on velocities."""
+    from fundiff.core.contract import Velocity
+
+    x, y1, y2 = rand((2, 1, 28, 28)), rand((2, 1, 28, 28), 1), rand((2, 1, 28, 28), 2)
+    out = hybrid_denoiser([lambda x_t, t: Velocity(y1 + x_t), lambda x_t, t: Velocity(y2 + x_t)],
+                          frequency_bands(33, [2.0]))(x, torch.tensor([0.5, 0.5]))
+    assert isinstance(out, Velocity) and out.variance is None
+    low = gaussian_lowpass(y1 + x, 33, 2.0)
+    torch.testing.assert_close(out.v, low + (y2 + x) - gaussian_lowpass(y2 + x, 33, 2.0))

@@ -74,7 +74,8 @@ def test_sdedit_from_i_start_zero_of_pure_noise_equals_sampling(targets):
     ts = s.timesteps(300)
     g = torch.Generator().manual_seed(7)
     x_T = torch.randn((2, 1, SIZE, SIZE), generator=g)
-    via_edit = edits.iterative_denoise(m.denoiser(2), x_T, ts, 0, m.schedule, make_step(m.schedule, s, m.value_range), g)
+    step = make_step(m.schedule, s, m.value_range)
+    via_edit = edits.iterative_denoise(m.denoiser(2), x_T, ts, 0, m.schedule, step, g)
     torch.testing.assert_close(via_edit, ops.generate(m, 2, 2, seed=7, sampling=s), atol=1e-6, rtol=0)
 
 
@@ -222,3 +223,14 @@ def test_default_guidance_is_the_cards(targets):
     assert m.default_guidance == m.sampling.guidance == 1.0
     with pytest.raises(AttributeError):
         m.default_guidance = 3.0
+
+
+def test_strip_keeps_every_nth_step_but_not_the_last():
+    strip = ops.Strip(10, 3)
+    for i in range(10):
+        strip({"i": i, "x": torch.full((1,), float(i))})
+    assert [f.item() for f in strip.frames] == [2.0, 5.0, 8.0]  # after steps 3, 6, 9 of 10
+    last = ops.Strip(9, 3)
+    for i in range(9):
+        last({"i": i, "x": torch.full((1,), float(i))})
+    assert [f.item() for f in last.frames] == [2.0, 5.0]  # step 9 of 9 is the result, shown separately

@@ -67,9 +67,9 @@ def test_clip_keeps_samples_in_the_data_range(class_model):
     last step's x); without clip the samples differ."""
     labels = [0, 1, 2, 3]
     for sampler in ("ddpm", "ddim"):
-        last = []
+        last: list[dict] = []
         parta.generate(class_model, labels, 4, guidance=5.0, seed=0,
-                       sampling=Sampling(sampler=sampler, steps=10, clip=True), callback=lambda d: last.append(d))
+                       sampling=Sampling(sampler=sampler, steps=10, clip=True), callback=last.append)
         x = last[-1]["x"]
         assert x.min() >= 0 and x.max() <= 1
     unclipped = parta.generate(class_model, labels, 4, guidance=5.0, seed=0,

@@ -1,4 +1,4 @@
-"""schedule.py: the linear and cosine schedules, the t = k + 1 convention, timestep lists."""
+"""core/schedule.py: the linear and cosine schedules, the t = k + 1 convention, timestep lists."""
 
 from __future__ import annotations
 

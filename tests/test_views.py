@@ -1,4 +1,4 @@
-"""sampling/views.py: exact inverses, orthogonality, the registry, and the anagram denoiser."""
+"""core/views.py: exact inverses, orthogonality, the registry, and the anagram denoiser."""
 
 from __future__ import annotations
 
@@ -157,3 +157,16 @@ def test_anagram_needs_one_denoiser_per_view_and_two_views():
         anagram_denoiser([identity_fn], [make_view("flip", 28)])
     with pytest.raises(UserError, match="2 denoisers and 3 views"):
         anagram_denoiser([identity_fn] * 2, [make_view("flip", 28)] * 3)
+
+
+def test_anagram_of_velocities_is_a_velocity():
+    """Flow models: the same average over views, on velocities."""
+    from fundiff.core.contract import Velocity
+
+    x, y1, y2 = rand((2, 1, 28, 28)), rand((2, 1, 28, 28), 1), rand((2, 1, 28, 28), 2)
+    t = torch.tensor([0.25, 0.25])
+    out = anagram_denoiser([lambda x_t, t: Velocity(y1 + x_t), lambda x_t, t: Velocity(y2 + x_t)],
+                           [make_view("identity", 28), make_view("rotate_90", 28)])(x, t)
+    assert isinstance(out, Velocity) and out.variance is None
+    rot = make_view("rotate_90", 28)
+    torch.testing.assert_close(out.v, ((y1 + x) + rot.inverse_view(y2 + rot.view(x))) / 2)

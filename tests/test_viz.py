@@ -1,4 +1,4 @@
-"""viz.py: grids, GIFs and loss curves."""
+"""io/pictures.py: grids, GIFs and loss curves."""
 
 from __future__ import annotations
 

@@ -84,8 +84,8 @@ class OutputOptions:
 
     out: Path | None = opt(None, "output directory (default: a new folder named after the settings)",
                            annotation=Path | None)
-    force: bool = opt(False, "write into a folder that holds an earlier run's files (they are removed)", "--force",
-                      annotation=bool)
+    force: bool = opt(False, "write into a folder that is not empty; the files an earlier run's args.json lists are "
+                      "removed first", "--force", annotation=bool)
 
 
 GROUPS = (ModelOptions, SamplingOptions, OutputOptions, StageTwoOptions)

@@ -12,7 +12,7 @@ from fundiff.io.files import versions, write_json
 from fundiff.io.guard import prepare_output
 from fundiff.io.pictures import save_gif, save_grid
 from fundiff.models import load
-from fundiff.partb.samples import sample_grid, save_npz, settings_name
+from fundiff.partb.samples import check_grid, sample_grid, save_npz, settings_name
 from fundiff.progress import elapsed
 
 
@@ -26,6 +26,7 @@ def run_sample(spec: str, classes: list[int] | None, per_class: int, epoch: int 
     name = settings_name("sample", ep, model, sampling, s.seed, model.info.get("recipe", {}).get("precision", ""))
     src = Path(spec)
     default = (src if src.is_dir() else src.parent) / name if src.exists() else Path("outputs") / f"{spec}-{name}"
+    check_grid(model, classes, per_class, sampling)
     out = prepare_output(o.out if o.out is not None else default, o.force)
     frames: list | None = [] if gif else None
     with elapsed(typer.echo, "sampled"):
@@ -37,6 +38,7 @@ def run_sample(spec: str, classes: list[int] | None, per_class: int, epoch: int 
         save_gif(frames, out / "samples.gif", nrow=nrow)
     write_json(out / "sample.json", {
         "model": model.describe() | {"card": None}, "epoch": ep, "classes": classes, "per_class": per_class,
-        "seed": s.seed, "sampling": sampling.to_dict(), "versions": versions()})
+        "seed": s.seed, "sampling": sampling.to_dict(),
+        "files": ["samples.png", "samples.npz", *(["samples.gif"] if gif else [])], "versions": versions()})
     typer.echo(f"wrote {out}/samples.png, samples.npz{', samples.gif' if gif else ''}")
     return out

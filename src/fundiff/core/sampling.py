@@ -43,12 +43,13 @@ class Sampling:
     def timesteps(self, T: int) -> list[int]:
         """Descending timestep indices: ``steps`` evenly spaced, else every ``stride``-th (default about 3%
         of T: 30 for T = 1000 gives 990, 960, ..., 0, the spec's 34 entries)."""
-        try:
-            if self.steps is not None:
-                return evenly_spaced_timesteps(T, self.steps)
-            return strided_timesteps(T, max(1, round(T * 3 / 100)) if self.stride is None else self.stride)
-        except ValueError as e:
-            raise UserError(str(e)) from None
+        if self.steps is not None:
+            if self.steps > T:
+                raise UserError(f"--steps {self.steps} is more than the model's T = {T} timesteps; use 1..{T}")
+            return evenly_spaced_timesteps(T, self.steps)
+        if self.stride is not None and self.stride > T:
+            raise UserError(f"--stride {self.stride} is more than the model's T = {T} timesteps; use 1..{T}")
+        return strided_timesteps(T, max(1, round(T * 3 / 100)) if self.stride is None else self.stride)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +18,8 @@ def prepare_output(folder: Path, force: bool = False) -> Path:
         raise UserError(f"--out {folder} is a file; give a folder")
     if folder.is_dir() and any(folder.iterdir()) and not force:
         raise UserError(f"{folder} already exists and is not empty; pass --force or another --out")
+    if force and folder.is_dir():
+        remove_earlier_run(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".fundiff-write-test-", dir=folder)
@@ -25,3 +28,25 @@ def prepare_output(folder: Path, force: bool = False) -> Path:
     except OSError as e:
         raise UserError(f"cannot write into {folder}: {e.strerror or e}") from None
     return folder
+
+
+RECORDS = ("args.json", "sample.json")
+"""The record a command writes beside its outputs, listing them under "files"."""
+
+
+def remove_earlier_run(folder: Path) -> list[str]:
+    """With --force: delete the files an earlier run's record lists (and the record), so none of them stays next to
+    the new run's files as if it belonged to it; files no record lists are left alone. Returns what was removed."""
+    removed = []
+    for name in RECORDS:
+        record = folder / name
+        try:
+            listed = json.loads(record.read_text()).get("files", []) if record.is_file() else []
+        except (OSError, ValueError, AttributeError):
+            continue
+        for f in [*listed, name]:
+            path = (folder / str(f)).resolve()
+            if path.parent == folder.resolve() and path.is_file():
+                path.unlink()
+                removed.append(path.name)
+    return removed

@@ -20,19 +20,29 @@ def class_grid_labels(classes: list[int], per_class: int) -> torch.Tensor:
     return torch.tensor(classes * per_class, dtype=torch.long)
 
 
+def check_grid(model: DiffusionModel, classes: list[int] | None, per_class: int, sampling: Sampling | None
+               ) -> Sampling:
+    """One clear line for a grid that cannot be drawn (before any work); returns the resolved settings."""
+    if per_class < 1:
+        raise UserError("--per-class must be at least 1")
+    if classes is not None and model.conditioning != "class":
+        raise UserError(f"model {model.name} is not class-conditioned: it takes no --classes")
+    if classes is not None:
+        model.check_condition(list(classes))
+    s = parta.settings(model, sampling)
+    parta.timesteps(model, s)
+    return s
+
+
 def sample_grid(model: DiffusionModel, classes: list[int] | None, per_class: int, seed: int = 0,
                 sampling: Sampling | None = None, frames: list | None = None, progress: bool | str = True
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(images (N, C, H, W) in [0, 1], labels or None): ``per_class`` samples of each class of a class model in
     rows of len(classes), or 10 x ``per_class`` samples of an unconditional one. ``frames`` (if given) collects
     about 60 frames of the trajectory."""
-    if per_class < 1:
-        raise UserError("--per-class must be at least 1")
-    if classes is not None and model.conditioning != "class":
-        raise UserError(f"model {model.name} is not class-conditioned: it takes no --classes")
+    s = check_grid(model, classes, per_class, sampling)
     labels = class_grid_labels(classes, per_class) if classes is not None else None
     n = len(labels) if labels is not None else 10 * per_class
-    s = parta.settings(model, sampling)
     total = len(s.timesteps(model.schedule.T))
     every = max(1, total // 60)
 
