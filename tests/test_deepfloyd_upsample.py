@@ -136,3 +136,22 @@ def test_stage2_must_be_a_superresolution_pipeline():
     model = load_diffusion_model(str(tiny.stage1), prompt_cache=tiny.cache)
     with pytest.raises(UserError, match="IFSuperResolutionPipeline"):
         load_upsampler(model, str(tiny.stage1))
+
+
+def test_stage_two_bound_to_its_image_is_a_model_every_operation_runs_on(up):
+    """bound_model: stage II as a DiffusionModel; the same seeds give the same image, another conditioning draw
+    another, and the Part A operations run on it at 256 px."""
+    from fundiff import parta
+    from fundiff.models.deepfloyd.stage2 import bound_model
+
+    image = _images(1)
+    model = bound_model(up, image, seed=5)
+    assert model.image_size == 256 and model.sampling.guidance == 4.0 and "bound" in repr(model)
+    x = parta.generate(model, PROMPT, 1, seed=2, sampling=FAST)
+    assert x.shape == (1, 3, 256, 256) and torch.isfinite(x).all()
+    assert torch.equal(x, parta.generate(bound_model(up, image, seed=5), PROMPT, 1, seed=2, sampling=FAST))
+    assert not torch.equal(x, parta.generate(bound_model(up, image, seed=6), PROMPT, 1, seed=2, sampling=FAST))
+    edited = parta.edit(model, x, PROMPT, [2], seed=0, sampling=FAST)[2]
+    assert edited.shape == (1, 3, 256, 256)
+    with pytest.raises(UserError, match="one 64 px image"):
+        bound_model(up, _images(2))

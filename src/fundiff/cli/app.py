@@ -173,7 +173,8 @@ def embed(
     prompts: Annotated[list[str] | None, typer.Argument(help="prompts to embed, e.g. 'a photo of a dog'")] = None,
     model: Annotated[str, Opt(help="DeepFloyd stage I whose T5 encoder to use: deepfloyd[:NAME] or a local IF dir")]
     = "deepfloyd",
-    cache: Annotated[Path | None, Opt(help="cache file, .pth (the assignment's format) or .safetensors (default "
+    cache: Annotated[Path | None, Opt("--prompt-cache", "--cache", help="cache file, .pth (the assignment's format) or "
+                                      ".safetensors (default "
                                       "$FUNDIFF_PROMPT_CACHE or ~/.cache/fundiff/prompt_embeds.pth)")] = None,
     assignment: Annotated[bool, Opt("--assignment", help="also the assignment's 14 prompts")] = False,
     merge: Annotated[list[Path] | None, Opt(help="copy another cache file in (either format)")] = None,

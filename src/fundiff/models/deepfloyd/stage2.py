@@ -25,7 +25,7 @@ from torch import Tensor
 from fundiff.core.bands import frequency_bands, gaussian_lowpass, hybrid_denoiser
 from fundiff.core.guidance import guidance_gate
 from fundiff.core.loop import sample_loop
-from fundiff.core.model import Condition, EpsFn
+from fundiff.core.model import Condition, DiffusionModel, EpsFn
 from fundiff.core.sampling import Sampling
 from fundiff.core.schedule import Schedule, forward_process
 from fundiff.core.views import anagram_denoiser, make_view
@@ -99,6 +99,38 @@ def _low_res(up: Upsampler, images: Tensor) -> Tensor:
     return images.float() * 2 - 1
 
 
+def noised_upscale(up: Upsampler, x_lo: Tensor, g: torch.Generator) -> Tensor:
+    """The stage-II condition: the 64 px image in [-1, 1] upscaled (bilinear, align_corners) and noised to
+    ``noise_level`` by the image-noising schedule, with a draw from ``g``."""
+    size = up.image_size
+    upscaled = F.interpolate(x_lo, (size, size), mode="bilinear", align_corners=True)
+    noise = torch.randn(upscaled.shape, generator=g)
+    levels = torch.full((x_lo.shape[0],), up.noise_level)
+    return forward_process(upscaled, levels, up.noising, noise).to(up.device)
+
+
+def bound_model(up: Upsampler, images: Tensor, seed: int = 0) -> DiffusionModel:
+    """Stage II as a :class:`DiffusionModel` bound to its low-resolution image: 256 px RGB in [-1, 1],
+    prompt-conditioned, its denoiser eps(x_t, k) = unet(cat(x_t, u), k, prompt, class_labels=noise_level) with
+    u = :func:`noised_upscale` of ``images`` (1, 3, 64, 64) in [0, 1] (the noise drawn with ``seed``). Every Part A
+    operation runs on it (``fundiff.generate(bound_model(up, x64), "a photo of a dog")``)."""
+    x_lo = _low_res(up, images)
+    if x_lo.shape[0] != 1:
+        raise UserError(f"bind stage II to one 64 px image at a time, got {x_lo.shape[0]}")
+    upscaled = noised_upscale(up, x_lo, torch.Generator().manual_seed(seed))
+    bind_one = up.bind(upscaled)
+
+    def bind(condition: Condition) -> EpsFn:
+        return bind_one(condition)
+
+    defaults = STAGE2_SAMPLING.over(Sampling(variance="learned", guidance=up.default_guidance,
+                                             guidance_interval=(0.0, 1.0)))
+    return DiffusionModel(name=f"{up.source} bound to its 64 px image", schedule=up.schedule,
+                          image_size=up.image_size, channels=3, value_range=(-1.0, 1.0), conditioning="prompt",
+                          bind=bind, sampling=defaults, learned_variance=True, device=up.device,
+                          info={"kind": "deepfloyd-IF-stage-II", "noise_level": up.noise_level, "seed": seed})
+
+
 def _run(up: Upsampler, images: Tensor, make_eps: Callable[[Tensor], EpsFn], seed: int, sampling: Sampling) -> Tensor:
     """x_T ~ N(0, I) at 256 px, the noised upscaled condition (drawn in that order, as diffusers does), and the
     strided loop with the learned variance; settings left None in ``sampling`` are STAGE2_SAMPLING's (ddpm, clip).
@@ -107,10 +139,7 @@ def _run(up: Upsampler, images: Tensor, make_eps: Callable[[Tensor], EpsFn], see
     x_lo, size = _low_res(up, images), up.image_size
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((x_lo.shape[0], 3, size, size), generator=g)
-    upscaled = F.interpolate(x_lo, (size, size), mode="bilinear", align_corners=True)
-    noise = torch.randn(upscaled.shape, generator=g)
-    levels = torch.full((x_lo.shape[0],), up.noise_level)
-    upscaled = forward_process(upscaled, levels, up.noising, noise).to(up.device)
+    upscaled = noised_upscale(up, x_lo, g)
     clip = (-1.0, 1.0) if sampling.clip else None
     out = sample_loop(make_eps(upscaled), x.to(up.device), sampling.timesteps(up.schedule.T), up.schedule, g,
                       sampling.sampler, "learned", clip)
