@@ -26,9 +26,12 @@ MULTI_INT = ("--t", "--i-start", "--box", "--steps-1")
 MULTI_ANY = ("--views", "--sigma", "--own", "--drawing")
 
 
-def _run(name: str, m: ModelOptions, s: SamplingOptions, o: OutputOptions, up: StageTwoOptions | None, stem: str):
+def _run(name: str, m: ModelOptions, s: SamplingOptions, o: OutputOptions, up: StageTwoOptions | None, stem: str,
+         n: int = 1):
     from fundiff.results.parta import Run
 
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
     return Run(name, m, s.sampling(), s.seed, o.out, o.force, up, stem)
 
 
@@ -72,7 +75,7 @@ def register(app: typer.Typer) -> None:
                 raise UserError("give --steps or --steps-1, not both")
             s.steps = steps_1
         stem = f"class{class_}" if class_ is not None else (prompt or "unconditional")
-        run_generate(n, gif, (prompt, class_), _run("generate", m, s, o, up, stem))
+        run_generate(n, gif, (prompt, class_), _run("generate", m, s, o, up, stem, n))
 
     @command(app)
     def edit(image: Image, m: ModelOptions, s: SamplingOptions, o: OutputOptions, up: StageTwoOptions,
@@ -108,7 +111,7 @@ def register(app: typer.Typer) -> None:
         """1.8 Visual anagrams: one image that reads as P1 upright and P2 under each view."""
         from fundiff.results.parta import run_anagram
 
-        run_anagram(prompt, views or [], n, _run("anagram", m, s, o, up, "-".join(prompt)))
+        run_anagram(prompt, views or [], n, _run("anagram", m, s, o, up, "-".join(prompt), n))
 
     @command(app)
     def hybrid(m: ModelOptions, s: SamplingOptions, o: OutputOptions, up: StageTwoOptions,
@@ -123,7 +126,7 @@ def register(app: typer.Typer) -> None:
         from fundiff.results.parta import run_hybrid
 
         prompts = [low, high] if mid is None else [low, mid, high]
-        run_hybrid(prompts, n, kernel, sigma, _run("hybrid", m, s, o, up, "-".join(prompts)))
+        run_hybrid(prompts, n, kernel, sigma, _run("hybrid", m, s, o, up, "-".join(prompts), n))
 
 
 def expand_multi_values(argv: list[str]) -> list[str]:
