@@ -13,6 +13,7 @@ from fundiff.evaluate import parta
 from fundiff.evaluate.drawings import draw_digit, sklearn_digits
 from fundiff.evaluate.runs import judge_for
 from fundiff.io.files import atomic_write, pick_device, versions, write_json
+from fundiff.io.guard import prepare_output
 from fundiff.io.images import load_image
 from fundiff.io.pictures import save_grid
 from fundiff.models import load_diffusion_model
@@ -36,11 +37,10 @@ def _drawn(directory: Path, seeds: int) -> tuple[torch.Tensor, torch.Tensor]:
 def run_evaluate_parta(model_name: str, out: Path, pairs: int, per_pair: int, per_target: int,
                        hybrid_sigma: float, hybrid_kernel: int, guidance: float | None, seed: int,
                        force: bool, device: str) -> dict:
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"{out} already exists and is not empty; pass --force or another --out")
     model = load_diffusion_model(model_name, pick_device(device))
     if model.conditioning != "class" or model.image_size != 28 or model.channels != 1:
         raise UserError(f"evaluate-parta needs a class-conditioned 28x28 digit model; {model_name} is not one")
+    out = prepare_output(out, force)
     data = model.info.get("recipe", {}).get("data", "mnist")
     digits = load_digits(data)
     judge, judge_info, _ = judge_for(data, digits.source, None)
