@@ -9,6 +9,7 @@ one ``torch.Generator`` seeded with ``seed``: the same seed, the same image.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
@@ -32,7 +33,7 @@ def settings(model: DiffusionModel, sampling: Sampling | None = None, guidance: 
     """The settings a run uses: ``sampling`` (and ``guidance``) where given, the model's card elsewhere."""
     asked = sampling or Sampling()
     if guidance is not None:
-        asked = Sampling(**{**asked.__dict__, "guidance": guidance})
+        asked = replace(asked, guidance=guidance)
     s = asked.over(model.sampling)
     if s.variance == "learned" and not model.learned_variance:
         raise UserError(f"model {model.name} has no learned variance; use --variance beta or posterior")

@@ -118,16 +118,11 @@ def bound_model(up: Upsampler, images: Tensor, seed: int = 0) -> DiffusionModel:
     if x_lo.shape[0] != 1:
         raise UserError(f"bind stage II to one 64 px image at a time, got {x_lo.shape[0]}")
     upscaled = noised_upscale(up, x_lo, torch.Generator().manual_seed(seed))
-    bind_one = up.bind(upscaled)
-
-    def bind(condition: Condition) -> EpsFn:
-        return bind_one(condition)
-
     defaults = STAGE2_SAMPLING.over(Sampling(variance="learned", guidance=up.default_guidance,
                                              guidance_interval=(0.0, 1.0)))
     return DiffusionModel(name=f"{up.source} bound to its 64 px image", schedule=up.schedule,
                           image_size=up.image_size, channels=3, value_range=(-1.0, 1.0), conditioning="prompt",
-                          bind=bind, sampling=defaults, learned_variance=True, device=up.device,
+                          bind=up.bind(upscaled), sampling=defaults, learned_variance=True, device=up.device,
                           info={"kind": "deepfloyd-IF-stage-II", "noise_level": up.noise_level, "seed": seed})
 
 
