@@ -14,13 +14,13 @@ from dataclasses import replace
 import torch
 
 from fundiff.core import edits
-from fundiff.core.bands import frequency_bands, gaussian_lowpass, hybrid_denoiser
+from fundiff.core.bands import check_blur, frequency_bands, gaussian_lowpass, hybrid_denoiser
 from fundiff.core.contract import Condition, Denoiser
 from fundiff.core.guidance import guidance_gate
 from fundiff.core.loop import Callback, Projection, make_step, run_loop
 from fundiff.core.model import DiffusionModel
 from fundiff.core.sampling import Sampling
-from fundiff.core.views import View, anagram_denoiser, make_view
+from fundiff.core.views import VIEW_NAMES, View, anagram_denoiser, make_view
 from fundiff.errors import UserError
 from fundiff.progress import step_bar
 
@@ -88,9 +88,26 @@ def _out(model: DiffusionModel, x: torch.Tensor) -> torch.Tensor:
     return model.to_unit_range(x.float().cpu()).clamp(0, 1)
 
 
-def _noise(model: DiffusionModel, n: int, g: torch.Generator) -> torch.Tensor:
+PIXELS_PER_RUN = 1_600_000
+"""At most this many pixel values are sampled at once: about 2,000 digits at 28 px, 130 colour images at 64 px."""
+
+
+def max_images(model: DiffusionModel) -> int:
+    """How many images one call samples at once (they all go through the net together, so memory grows with it)."""
+    return max(1, PIXELS_PER_RUN // (model.channels * model.image_size ** 2))
+
+
+def check_count(model: DiffusionModel, n: int, what: str = "n") -> None:
+    """1 <= n <= :func:`max_images`, said in one line before any work."""
     if n < 1:
-        raise UserError(f"n must be at least 1, got {n}")
+        raise UserError(f"{what} must be at least 1, got {n}")
+    if n > max_images(model):
+        raise UserError(f"{what} asks for {n:,} images; model {model.name} samples at most {max_images(model):,} "
+                        f"at once ({model.image_size} px): ask for fewer and run again with another --seed")
+
+
+def _noise(model: DiffusionModel, n: int, g: torch.Generator) -> torch.Tensor:
+    check_count(model, n)
     return torch.randn((n, model.channels, model.image_size, model.image_size), generator=g).to(model.device)
 
 
@@ -124,6 +141,7 @@ def denoise(model: DiffusionModel, images: torch.Tensor, k: int, condition: Cond
     """Noise to timestep k, then denoise three ways (spec 1.2-1.4): Gaussian blur, one step, and the loop
     from k (timesteps [k] + the grid's below it); ``strip`` holds x_t every ``strip_every`` steps (S, N, C, H, W)."""
     s = settings(model, sampling, guidance)
+    check_blur(*blur, model.image_size)
     x0, g = _prepare(model, images), torch.Generator().manual_seed(seed)
     x_t = edits.noise_to(x0, check_timestep(model, k), model.schedule, g)
     fn = guided(model, condition, s)
@@ -189,9 +207,7 @@ def inpaint(model: DiffusionModel, images: torch.Tensor, mask: torch.Tensor, con
     x_t <- m x_t + (1 - m) forward(x_orig, t); outside the mask the result is the original exactly."""
     s = settings(model, sampling, guidance)
     x0 = _prepare(model, images)
-    m = mask.float().to(x0.device).expand_as(x0)
-    if not torch.all((m == 0) | (m == 1)) or m.sum() == 0:
-        raise UserError("the mask must be binary (0 or 1) with at least one 1 (where new content goes)")
+    m = check_mask(mask.float().to(x0.device)).expand_as(x0)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(x0.shape, generator=g).to(x0.device)
     project = edits.repaint_projection(x0, m, model.schedule, g)
@@ -199,22 +215,44 @@ def inpaint(model: DiffusionModel, images: torch.Tensor, mask: torch.Tensor, con
     return torch.where(m.cpu() == 1, _out(model, out), images.float().cpu().expand_as(m.cpu()))
 
 
+def check_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A mask is binary (0 or 1) with at least one 1 (where new content goes), and not all ones."""
+    if not torch.all((mask == 0) | (mask == 1)) or mask.sum() == 0:
+        raise UserError("the mask must be binary (0 or 1) with at least one 1 (where new content goes)")
+    return mask
+
+
 def views_of(model: DiffusionModel, views: Sequence[str | View]) -> list[View]:
-    """View names (see :data:`~fundiff.core.views.VIEW_NAMES`) or View objects, for the model's image size."""
-    return [make_view(v, model.image_size) if isinstance(v, str) else v for v in views]
+    """View names (see :data:`~fundiff.core.views.VIEW_NAMES`) or View objects, for the model's image size; a
+    view the model cannot read is refused (negate: -x lies outside a [0, 1] model's data)."""
+    out = [make_view(v, model.image_size) if isinstance(v, str) else v for v in views]
+    lo, hi = model.value_range
+    if lo != -hi and any(v.name == "negate" for v in out):
+        suited = ", ".join(n for n in VIEW_NAMES if n != "negate")
+        raise UserError(f"view negate needs a model whose pixels are centred on 0 (DeepFloyd: [-1, 1]); model "
+                        f"{model.name} draws in [{lo:g}, {hi:g}], where -x is never an image: use {suited}")
+    return out
 
 
 def anagram(model: DiffusionModel, conditions: Sequence[Condition], views: Sequence[str | View] = ("identity", "flip"),
             n: int = 1, *, guidance: float | None = None, seed: int = 0, sampling: Sampling | None = None,
             progress: bool = False) -> torch.Tensor:
     """Visual anagrams (spec 1.8): eps = mean_i inverse_view_i(eps(view_i(x_t), p_i)); images shown upright."""
-    if len(conditions) != len(views):
-        raise UserError(f"{len(conditions)} prompts for {len(views)} views: give one prompt per view")
+    check_anagram(model, conditions, views)
     s = settings(model, sampling, guidance)
     fn = anagram_denoiser([guided(model, c, s) for c in conditions], views_of(model, views))
     g = torch.Generator().manual_seed(seed)
     x = _noise(model, n, g)
     return _out(model, sample(model, fn, x, timesteps(model, s), s, g, progress=progress))
+
+
+def check_anagram(model: DiffusionModel, conditions: Sequence[Condition], views: Sequence[str | View]) -> None:
+    """One condition per view, each known to the model, and views the model can read."""
+    if len(conditions) != len(views):
+        raise UserError(f"{len(conditions)} prompts for {len(views)} views: give one prompt per view")
+    views_of(model, views)
+    for c in conditions:
+        model.check_condition(c)
 
 
 def hybrid_sigma(image_size: int) -> float:
@@ -228,15 +266,28 @@ def hybrid(model: DiffusionModel, conditions: Sequence[Condition], n: int = 1, k
            sampling: Sampling | None = None, progress: bool = False) -> torch.Tensor:
     """Hybrid images (spec 1.9, factorized diffusion): eps = lowpass(eps_1) + highpass(eps_2), or three
     bands (low, middle, high) for three conditions and two sigmas."""
-    sigmas = hybrid_sigmas(model, len(conditions), sigmas)
+    sigmas = check_hybrid(model, conditions, kernel, sigmas)
     bands = frequency_bands(kernel, sigmas)
-    if len(bands) != len(conditions):
-        raise UserError(f"{len(conditions)} prompts need {len(conditions) - 1} sigma(s), got {len(sigmas)}")
     s = settings(model, sampling, guidance)
     fn = hybrid_denoiser([guided(model, c, s) for c in conditions], bands)
     g = torch.Generator().manual_seed(seed)
     x = _noise(model, n, g)
     return _out(model, sample(model, fn, x, timesteps(model, s), s, g, progress=progress))
+
+
+def check_hybrid(model: DiffusionModel, conditions: Sequence[Condition], kernel: int,
+                 sigmas: Sequence[float] | None) -> list[float]:
+    """The hybrid's sigmas (given or default), after checking there is one band per condition and that each
+    Gaussian fits the model's image (:func:`~fundiff.core.bands.check_blur`)."""
+    sigmas = hybrid_sigmas(model, len(conditions), sigmas)
+    if len(conditions) not in (2, 3) or len(sigmas) != len(conditions) - 1:
+        raise UserError(f"{len(conditions)} prompts need {len(conditions) - 1} sigma(s), got {len(sigmas)}; "
+                        "a hybrid takes 2 or 3 prompts")
+    for sigma in sigmas:
+        check_blur(kernel, sigma, model.image_size)
+    for c in conditions:
+        model.check_condition(c)
+    return sigmas
 
 
 def hybrid_sigmas(model: DiffusionModel, n_conditions: int, sigmas: Sequence[float] | None) -> list[float]:

@@ -10,7 +10,7 @@ import typer
 
 from fundiff.cli.options import SEED_HELP, Device, OutputOptions, SamplingOptions, command, int_list, interval
 from fundiff.cli.parta import expand_multi_values, register
-from fundiff.errors import UserError
+from fundiff.errors import UserError, os_error_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fun With Diffusion Models: train, sample, edit and evaluate diffusion models.")
@@ -21,7 +21,7 @@ register(app)
 Opt = typer.Option
 
 
-@app.command()
+@command(app)
 def train(
     model: Annotated[str, typer.Argument(help="denoiser | time | class")],
     recipe: Annotated[str | None, Opt(help="default (improved) | spec (exactly the spec's)")] = None,
@@ -85,15 +85,16 @@ def evaluate(
     per_class: Annotated[int, Opt(help="samples per class")] = 40,
     epoch: Epoch = None, precision: Precision = None,
     judge: Annotated[Path | None, Opt(help="judge weights (default: trained on the run's data if missing)")] = None,
+    force: Annotated[bool, Opt("--force", help="evaluate again when RUN/eval-<settings> is already there")] = False,
     device: Device = "auto",
 ) -> None:
     """Judge accuracy (per class, overall) and Frechet distance vs held-out digits, with the real-vs-real baseline."""
     from fundiff.evaluate.runs import run_evaluate
 
-    run_evaluate(run_dir, per_class, epoch, precision, judge, s.sampling(), s.seed, device)
+    run_evaluate(run_dir, per_class, epoch, precision, judge, s.sampling(), s.seed, device, force)
 
 
-@app.command("evaluate-parta")
+@command(app, "evaluate-parta")
 def evaluate_parta(
     model: Annotated[str, Opt(help="a class-conditioned digit model: digits (shipped), a run dir or weights")]
     = "digits",
@@ -117,7 +118,7 @@ def evaluate_parta(
                        seed, force, device)
 
 
-@judge_app.command("train")
+@command(judge_app, "train")
 def judge_train(
     data: Annotated[str, Opt(help="mnist | fashion")] = "mnist",
     data_dir: Annotated[Path | None, Opt()] = None,
@@ -131,22 +132,24 @@ def judge_train(
     run_judge_train(data, data_dir, epochs, out, force)
 
 
-@app.command()
+@command(app)
 def figures(
     runs: Annotated[list[Path], typer.Argument(help="training run directories (denoiser, time, class, ...)")],
     out: Annotated[Path | None, Opt(help="output directory (default: RUN_DIR/figures for one run)")] = None,
     sampler: Annotated[str | None, Opt(help="ddpm | ddim for DDPM runs (default: the run's)")] = None,
     steps: Annotated[int | None, Opt()] = None,
     seed: Annotated[int, Opt(help=SEED_HELP)] = 0,
+    force: Annotated[bool, Opt("--force", help="write into a folder that is not empty; the files an earlier "
+                                              "figures.json lists are removed first")] = False,
     device: Device = "auto",
 ) -> None:
     """Every Part B figure the runs allow: noising, loss curves, denoiser results, OOD test, samples, GIFs."""
     from fundiff.partb.all_figures import run_figures
 
-    run_figures(runs, out, sampler, steps, seed, device)
+    run_figures(runs, out, sampler, steps, seed, device, force)
 
 
-@app.command()
+@command(app)
 def report(
     out: Annotated[Path, Opt(help="report directory: index.html, the runs, the figures, report.log")] = Path("report"),
     profile: Annotated[str, Opt(help="quick (13.5 min measured on a 2-core CPU) | spec (the spec's recipes "
@@ -168,7 +171,7 @@ def report(
     run_report(ReportOptions(out, profile, data, data_dir, deepfloyd, stage_2, prompt_cache, seed, force, device))
 
 
-@app.command()
+@command(app)
 def embed(
     prompts: Annotated[list[str] | None, typer.Argument(help="prompts to embed, e.g. 'a photo of a dog'")] = None,
     model: Annotated[str, Opt(help="DeepFloyd stage I whose T5 encoder to use: deepfloyd[:NAME] or a local IF dir")]
@@ -189,7 +192,7 @@ def embed(
     run_embed(prompts or [], model, cache, device, dtype, assignment, merge or [], recompute)
 
 
-@app.command()
+@command(app)
 def parta(
     image: Annotated[Path, Opt(help="the test image (the Campanile), any size and format")],
     own: Annotated[list[Path] | None, Opt(help="images of your own for 1.7, 1.7.2, 1.7.3 (two)")] = None,
@@ -231,6 +234,13 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()
+    except OSError as e:  # found while working (disk full, a folder made read-only meanwhile): one line, no traceback
+        print(f"fundiff: error: {os_error_line(e)}", file=sys.stderr)
+        sys.exit(2)
+    except MemoryError:
+        print("fundiff: error: out of memory; ask for fewer images (--n, --per-class) or a smaller --batch-size",
+              file=sys.stderr)
+        sys.exit(2)
     except Exception as e:  # click's (or typer's vendored click's) own usage errors, by duck type
         name = type(e).__name__
         if name == "Exit":

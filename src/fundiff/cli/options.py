@@ -116,13 +116,20 @@ def int_list(text: str, flag: str) -> list[int]:
         raise UserError(f"{flag} {text!r} is not a list of integers like 0-9 or 1,5,20") from None
 
 
-def check_finite(values: dict[str, Any]) -> None:
-    """Refuse NaN and infinity in any number option."""
+MAX_SEED = 2**32 - 1
+"""Seeds are 0 .. 2^32 - 1 (as numpy's): every generator fundiff derives from one stays in torch's 64-bit range."""
+
+
+def check_numbers(values: dict[str, Any]) -> None:
+    """Refuse NaN and infinity in any number option, and a seed outside 0 .. 2^32 - 1."""
     for name, v in values.items():
+        flag = f"--{name.replace('_', '-')}"
         items = v if isinstance(v, list | tuple) else [v]
         for x in items:
             if isinstance(x, float) and not math.isfinite(x):
-                raise UserError(f"--{name.replace('_', '-')} must be a finite number, got {x}")
+                raise UserError(f"{flag} must be a finite number, got {x}")
+        if name == "seed" and v is not None and not 0 <= v <= MAX_SEED:
+            raise UserError(f"{flag} must be a whole number from 0 to {MAX_SEED}, got {v}")
 
 
 def _group_params(group: type) -> list[inspect.Parameter]:
@@ -150,7 +157,7 @@ def command(app: typer.Typer, name: str | None = None):
 
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
-            check_finite(kwargs)
+            check_numbers(kwargs)
             for pname, group in grouped.items():
                 kwargs[pname] = group(**{f.name: kwargs.pop(f.name) for f in fields(group)})
             return fn(**kwargs)

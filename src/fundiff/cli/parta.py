@@ -32,7 +32,7 @@ def _run(name: str, m: ModelOptions, s: SamplingOptions, o: OutputOptions, up: S
 
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
-    return Run(name, m, s.sampling(), s.seed, o.out, o.force, up, stem)
+    return Run(name, m, s.sampling(), s.seed, o.out, o.force, up, stem, n)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ highpass = identity - lowpass. More sigmas give more bands (a three-way hybrid u
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -22,11 +23,17 @@ Band = Callable[[Tensor], Tensor]
 """A linear filter of images (B,C,H,W) -> (B,C,H,W)."""
 
 
-def _check_blur(kernel: int, sigma: float) -> None:
+def check_blur(kernel: int, sigma: float, image_size: int | None = None) -> None:
+    """A Gaussian blur that means something: an odd kernel of at most 2 x image_size + 1 pixels (a wider one only
+    repeats mirror images of the image, at a cost that grows with its square) and a finite sigma > 0."""
     if kernel < 1 or kernel % 2 == 0:
         raise UserError(f"the Gaussian kernel size must be a positive odd number, got {kernel}")
-    if not sigma > 0:
-        raise UserError(f"the Gaussian sigma must be positive, got {sigma}")
+    if image_size is not None and kernel > 2 * image_size + 1:
+        raise UserError(f"a Gaussian kernel of {kernel} pixels is wider than a {image_size} px image can use; "
+                        f"give at most {2 * image_size + 1}")
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise UserError(f"the Gaussian sigma must be a positive finite number, got {sigma}")
+
 
 
 def _mirror_pad(x: Tensor, pad: int) -> Tensor:
@@ -52,7 +59,7 @@ def gaussian_lowpass(x: Tensor, kernel: int = 33, sigma: float = 2.0) -> Tensor:
     Returns:
         (B,C,H,W) blurred images.
     """
-    _check_blur(kernel, sigma)
+    check_blur(kernel, sigma)
     pad, (h, w) = kernel // 2, x.shape[-2:]
     if pad < min(h, w):  # torchvision's own reflect padding suffices
         return TF.gaussian_blur(x, [kernel, kernel], [sigma, sigma])
@@ -63,7 +70,7 @@ def gaussian_lowpass(x: Tensor, kernel: int = 33, sigma: float = 2.0) -> Tensor:
 def separable_lowpass(x: Tensor, kernel: int, sigma: float) -> Tensor:
     """:func:`gaussian_lowpass` (same normalised kernel, reflect padding) as two 1-D convolutions: 2 k instead of
     k^2 multiplies per pixel, which matters for wide kernels (129 at 256 px)."""
-    _check_blur(kernel, sigma)
+    check_blur(kernel, sigma)
     pad, c = kernel // 2, x.shape[1]
     if pad >= min(x.shape[-2:]):
         return gaussian_lowpass(x, kernel, sigma)
@@ -107,7 +114,7 @@ def frequency_bands(kernel: int, sigmas: Sequence[float], scale: int = 1) -> lis
     if not sigmas:
         raise UserError("frequency bands need at least one sigma")
     for s in sigmas:
-        _check_blur(kernel, s)
+        check_blur(kernel, s)
     if len(set(sigmas)) != len(sigmas):
         raise UserError(f"frequency band sigmas must be distinct, got {list(sigmas)}")
     lows = [_lowpass(kernel, s, scale) for s in sorted(sigmas, reverse=True)] + [_identity]

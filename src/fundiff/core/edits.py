@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torchvision.transforms.functional import gaussian_blur
 
+from fundiff.core.bands import gaussian_lowpass
 from fundiff.core.contract import Denoiser
 from fundiff.core.loop import Callback, Projection, Step, level_tensor, run_loop
 from fundiff.core.schedule import FlowPath, Schedule
@@ -34,8 +34,8 @@ def noise_to(x0: torch.Tensor, k: int, process: Process, generator: torch.Genera
 
 
 def blur_denoise(x_t: torch.Tensor, kernel: int = 5, sigma: float = 2.0) -> torch.Tensor:
-    """Classical denoising (spec 1.2): a Gaussian blur of x_t, the baseline that fails."""
-    return gaussian_blur(x_t, [kernel, kernel], [sigma, sigma])
+    """Classical denoising (spec 1.2): a Gaussian blur G_sigma * x_t, the baseline that fails."""
+    return gaussian_lowpass(x_t, kernel, sigma)
 
 
 def one_step_denoise(fn: Denoiser, x_t: torch.Tensor, k: int, process: Process) -> torch.Tensor:

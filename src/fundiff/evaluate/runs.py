@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -13,9 +14,10 @@ from fundiff.errors import UserError
 from fundiff.evaluate.judge import load_judge, save_judge, train_judge
 from fundiff.evaluate.metrics import accuracy_table, frechet_report
 from fundiff.io.files import versions, write_json
+from fundiff.io.guard import prepare_file, prepare_output
 from fundiff.io.pictures import save_grid
 from fundiff.models import load
-from fundiff.partb.samples import sample_grid, save_npz, settings_name
+from fundiff.partb.samples import check_grid, sample_grid, save_npz, settings_name
 from fundiff.progress import say
 from fundiff.train.checkpoint import read_run
 from fundiff.train.data import load_digits, split_holdout
@@ -34,9 +36,7 @@ def default_judge_path(data: str, data_dir: Path | None = None) -> Path:
 def run_judge_train(data: str, data_dir: Path | None, epochs: int, out: Path | None, force: bool) -> Path:
     if epochs < 1:
         raise UserError("--epochs must be at least 1")
-    out = Path(out) if out is not None else default_judge_path(data, data_dir)
-    if out.exists() and not force:
-        raise UserError(f"{out} exists; pass --force to retrain it")
+    out = prepare_file(Path(out) if out is not None else default_judge_path(data, data_dir), force)
     digits = load_digits(data, data_dir)
     train, held = split_holdout(digits)
     net, info = train_judge(train, held, epochs)
@@ -61,15 +61,23 @@ def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | 
 
 def run_evaluate(run_dir: Path, per_class: int = 40, epoch: int | None = None, precision: str | None = None,
                  judge: Path | None = None, sampling: Sampling | None = None, seed: int = 0,
-                 device: str = "auto") -> dict:
+                 device: str = "auto", force: bool = False) -> dict:
     """Sample ``per_class`` of each class with the run's card (``sampling`` overrides), score them with the judge,
-    and write samples.png, samples.npz and eval.json into RUN/eval-<settings>; returns the record."""
+    and write samples.png, samples.npz and eval.json into RUN/eval-<settings>; returns the record.
+
+    An evaluation already made with the same settings is read back, not redone, unless ``force``."""
     info = read_run(run_dir)
     model = load(run_dir, device, epoch=epoch, precision=precision)
     recipe = Recipe.from_dict(model.info["recipe"])
     if recipe.model != "class":
         raise UserError(f"evaluate needs a class-conditioned run; {run_dir} is a {recipe.model} model")
     sampling = parta.settings(model, sampling)
+    out = Path(run_dir) / settings_name("eval", model.info["epoch"], model, sampling, seed, recipe.precision)
+    if (out / "eval.json").is_file() and not force:
+        say(f"{out}/eval.json is already there (same settings); pass --force to evaluate again")
+        return _report(json.loads((out / "eval.json").read_text()), out)
+    check_grid(model, list(range(10)), per_class, sampling)
+    prepare_output(out, force)
     data_dir = _data_dir(info)
     digits = load_digits(recipe.data, data_dir)
     if digits.source != info["data"]["source"]:
@@ -80,7 +88,6 @@ def run_evaluate(run_dir: Path, per_class: int = 40, epoch: int | None = None, p
     x, labels = sample_grid(model, list(range(10)), per_class, seed, sampling, progress="evaluate")
     seconds = time.perf_counter() - t0
     ep = model.info["epoch"]
-    out = Path(run_dir) / settings_name("eval", ep, model, sampling, seed, recipe.precision)
     result = {
         "run": str(run_dir), "epoch": ep, "sampler": sampling.sampler,
         "steps": len(sampling.timesteps(model.schedule.T)), "guidance": sampling.guidance, "seed": seed,
@@ -89,15 +96,20 @@ def run_evaluate(run_dir: Path, per_class: int = 40, epoch: int | None = None, p
         "accuracy": accuracy_table(judge_net, x, labels),
         **frechet_report(judge_net, x, train, held, per_class),
         "sampling_seconds": round(seconds, 1), "judge": {"path": str(judge_path), **judge_info},
-        "versions": versions(),
+        "files": ["samples.png", "samples.npz"], "versions": versions(),
     }
     save_grid(x, out / "samples.png", nrow=10)
     save_npz(out / "samples.npz", x, labels)
     write_json(out / "eval.json", result)
+    return _report(result, out)
+
+
+def _report(result: dict, out: Path) -> dict:
     acc = result["accuracy"]
     say(f"judge accuracy {acc['overall']:.4f}  per class {acc['per_class']}")
     say(f"Frechet distance {result['frechet']:.3f}  real-vs-real {result['frechet_real_vs_real']:.3f}  "
-               f"ratio {result['ratio']:.2f}  (n={len(x)}; sampling {seconds:.0f} s) -> {out}/eval.json")
+        f"ratio {result['ratio']:.2f}  (n={result['per_class'] * 10}; sampling {result['sampling_seconds']:.0f} s)"
+        f" -> {out}/eval.json")
     return {**result, "dir": str(out)}
 
 

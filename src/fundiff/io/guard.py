@@ -20,17 +20,43 @@ def prepare_output(folder: Path, force: bool = False) -> Path:
         raise UserError(f"{folder} already exists and is not empty; pass --force or another --out")
     if force and folder.is_dir():
         remove_earlier_run(folder)
+    for parent in folder.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"cannot write into {folder}: {parent} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write into {folder}: {e.strerror or e}") from None
+    _probe(folder)
+    return folder
+
+
+def prepare_file(path: Path, force: bool = False) -> Path:
+    """The same guard for a command whose output is one file: not a folder, not there already (unless ``force``),
+    and its folder writable, all before the work."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--out {path} is a folder; give a file name")
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to replace it")
+    parent = path.parent
+    for folder in [parent, *parent.parents]:
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"cannot write {path}: {folder} is a file, not a folder")
+    prepare_output(parent, force=True) if not parent.exists() else _probe(parent)
+    return path
+
+
+def _probe(folder: Path) -> None:
+    try:
         fd, probe = tempfile.mkstemp(prefix=".fundiff-write-test-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
         raise UserError(f"cannot write into {folder}: {e.strerror or e}") from None
-    return folder
 
 
-RECORDS = ("args.json", "sample.json")
+RECORDS = ("args.json", "sample.json", "figures.json", "eval.json")
 """The record a command writes beside its outputs, listing them under "files"."""
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from fundiff.errors import UserError
 from fundiff.evaluate.runs import _data_dir
 from fundiff.io.files import versions, write_json
+from fundiff.io.guard import prepare_output
 from fundiff.partb.figures import (
     denoiser_results,
     held_out_digits,
@@ -22,11 +23,13 @@ from fundiff.train.checkpoint import available_epochs, load_model, read_run
 
 
 def run_figures(runs: list[Path], out: Path | None, sampler: str | None, steps: int | None, seed: int,
-                device: str) -> Path:
+                device: str, force: bool = False) -> Path:
+    """Every figure the runs allow into ``out`` (default RUN/figures), checked before any work: a folder holding
+    files is refused unless ``force``, which removes the files its earlier figures.json lists."""
     if not runs:
         raise UserError("give at least one run directory")
     infos = [read_run(r) for r in runs]
-    out = Path(out) if out is not None else Path(runs[0]) / "figures"
+    out = prepare_output(Path(out) if out is not None else Path(runs[0]) / "figures", force)
     records: list[dict] = []
     first = load_model(runs[0])[1]
     digits = held_out_digits(first, _data_dir(infos[0]))
@@ -35,7 +38,8 @@ def run_figures(runs: list[Path], out: Path | None, sampler: str | None, steps: 
         records += _figures_for(Path(run), info, digits, out, sampler, steps, seed)
     if len(runs) > 1:
         records.append(loss_comparison([Path(r) for r in runs], out))
-    write_json(out / "figures.json", {"runs": [str(r) for r in runs], "figures": records, "versions": versions()})
+    write_json(out / "figures.json", {"runs": [str(r) for r in runs], "figures": records,
+                                      "files": sorted({r["file"] for r in records}), "versions": versions()})
     say(f"wrote {len(records)} figures to {out}")
     return out
 

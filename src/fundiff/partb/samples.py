@@ -29,6 +29,8 @@ def check_grid(model: DiffusionModel, classes: list[int] | None, per_class: int,
         raise UserError(f"model {model.name} is not class-conditioned: it takes no --classes")
     if classes is not None:
         model.check_condition(list(classes))
+    n = per_class * (len(classes) if classes is not None else 10)
+    parta.check_count(model, n, f"--per-class {per_class} x {n // per_class} classes")
     s = parta.settings(model, sampling)
     parta.timesteps(model, s)
     return s

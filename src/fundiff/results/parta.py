@@ -17,6 +17,8 @@ import torch
 import typer
 
 from fundiff import parta as ops
+from fundiff.core.bands import check_blur
+from fundiff.core.edits import check_i_start
 from fundiff.core.model import Condition, DiffusionModel
 from fundiff.core.sampling import Sampling
 from fundiff.core.views import make_view
@@ -53,7 +55,7 @@ class Run:
     """One command's run: the model, the resolved sampling settings, the output folder, and args.json."""
 
     def __init__(self, command: str, m: ModelSpec, asked: Sampling, seed: int, out: Path | None, force: bool,
-                 up: StageTwo | None, stem: str) -> None:
+                 up: StageTwo | None, stem: str, n: int = 1) -> None:
         self.command, self.seed, self.up = command, seed, up or StageTwo()
         self.t0 = time.perf_counter()
         self.model = load(m.model, m.device, prompt_cache=m.prompt_cache, dtype=m.dtype, offload=m.offload)
@@ -62,14 +64,26 @@ class Run:
             self.up.upsample = True
         if self.up.upsample and not isinstance(self.model, DeepFloydModel):
             raise UserError(f"--upsample runs DeepFloyd's stage II; model {self.model.name} has none")
+        ops.check_count(self.model, n, "--n")
         default = Path("outputs") / f"{command}-{slug(stem, 60)}-{_settings_tag(asked)}s{seed}"
-        self.dir = prepare_output(out if out is not None else default, force)
+        self.out, self.force, self._dir = out if out is not None else default, force, None
         self.files: list[str] = []
         self.stage_2 = None
         if self.up.upsample:  # load (and check) stage II now, so its errors come before minutes of stage I
             from fundiff.results.stage2 import stage_2
 
             stage_2(self)
+
+    @property
+    def dir(self) -> Path:
+        """The output folder, checked (:func:`~fundiff.io.guard.prepare_output`) the first time it is asked for."""
+        if self._dir is None:
+            self._dir = prepare_output(self.out, self.force)
+        return self._dir
+
+    def begin(self) -> None:
+        """Every input is checked: make sure the output folder can take the files, before any work."""
+        _ = self.dir
 
     def scale(self) -> int:
         return max(1, 128 // self.model.image_size)
@@ -116,8 +130,9 @@ def _input(run: Run, image: Path, fit: bool = False, invert: str = "auto") -> to
 
 def run_noise(image: Path, ts: list[int] | None, run: Run) -> Path:
     T = run.model.schedule.T
-    ts = ts or [T // 4, T // 2, 3 * T // 4]
+    ts = [ops.check_timestep(run.model, k) for k in ts or [T // 4, T // 2, 3 * T // 4]]
     x0 = _input(run, image)
+    run.begin()
     noisy = ops.noise(run.model, x0, ts, run.seed)
     run.image(x0, "input.png")
     for k, x in zip(ts, noisy):
@@ -134,9 +149,11 @@ def run_denoise(image: Path, ts: list[int] | None, method: str, blur: tuple[int,
     if any(m not in ("blur", "one_step", "iterative") for m in methods):
         raise UserError(f"unknown method {method!r}; choose one of: blur, one-step, iterative, all")
     T = run.model.schedule.T
-    ts = ts or [T // 4, T // 2, 3 * T // 4]
+    ts = [ops.check_timestep(run.model, k) for k in ts or [T // 4, T // 2, 3 * T // 4]]
+    check_blur(*blur, run.model.image_size)
     x0 = _input(run, image)
     cond = condition_of(run.model, *cond_args)
+    run.begin()
     rows = []
     for k in ts:
         res = ops.denoise(run.model, x0, k, cond, seed=run.seed, sampling=run.sampling, blur=blur, progress=True)
@@ -155,6 +172,7 @@ def run_denoise(image: Path, ts: list[int] | None, method: str, blur: tuple[int,
 
 def run_generate(n: int, gif: bool, cond_args: tuple, run: Run) -> Path:
     cond = condition_of(run.model, *cond_args)
+    run.begin()
     frames: list[torch.Tensor] = []
     ks = run.sampling.timesteps(run.model.schedule.T)
     strip = ops.Strip(len(ks), max(5, len(ks) // 6))
@@ -197,6 +215,9 @@ def run_edit(image: Path, i_starts: list[int] | None, fit: bool | None, invert: 
     x0 = _input(run, image, fit, invert)
     cond = condition_of(run.model, *cond_args)
     i_starts = i_starts or ops.default_i_starts(run.model, run.sampling)
+    for i in i_starts:
+        check_i_start(ops.timesteps(run.model, run.sampling), i)
+    run.begin()
     results = ops.edit(run.model, x0, cond, i_starts, seed=run.seed, sampling=run.sampling, progress=True)
     run.image(x0, "input.png")
     for i, x in results.items():
@@ -214,6 +235,8 @@ def run_inpaint(image: Path, mask: Path | None, box: list[int] | None, cond_args
     size = run.model.image_size
     m = box_mask(box, size) if box is not None else load_mask(Path(mask), size, image_size_of(Path(image)))
     cond = condition_of(run.model, *cond_args)
+    ops.check_mask(m)
+    run.begin()
     x = ops.inpaint(run.model, x0, m, cond, seed=run.seed, sampling=run.sampling, progress=True)
     run.image(x0, "input.png")
     run.image(m.expand_as(x0), "mask.png")
@@ -230,6 +253,8 @@ def run_anagram(prompts: list[str], views: list[str], n: int, run: Run) -> Path:
     if views[0] != "identity":
         views = ["identity", *views]
     conds = [run.model.check_condition(p) for p in prompts]
+    ops.check_anagram(run.model, conds, views)
+    run.begin()
     x = ops.anagram(run.model, conds, views, n, seed=run.seed, sampling=run.sampling, progress=True)
     shown = [make_view(v, run.model.image_size).view(x) for v in views]
     for v, img in zip(views, shown):
@@ -243,7 +268,8 @@ def run_anagram(prompts: list[str], views: list[str], n: int, run: Run) -> Path:
 
 def run_hybrid(prompts: list[str], n: int, kernel: int, sigmas: list[float] | None, run: Run) -> Path:
     conds = [run.model.check_condition(p) for p in prompts]
-    sigmas = ops.hybrid_sigmas(run.model, len(conds), sigmas)
+    sigmas = ops.check_hybrid(run.model, conds, kernel, sigmas)
+    run.begin()
     x = ops.hybrid(run.model, conds, n, kernel, sigmas, seed=run.seed, sampling=run.sampling, progress=True)
     far = ops.lowpass_view(x, kernel, max(sigmas))
     for i in range(n):
