@@ -110,6 +110,7 @@ def test_an_edit_with_other_i_starts_leaves_no_older_edit_behind(cli, digit_png)
 
 def test_figures_and_evaluate_replace_nothing_without_force(cli, tmp_path):
     from helpers import CPU  # noqa: F401 - the tiny run below trains on the CPU
+
     from fundiff.train import checkpoint as ckpt
 
     run = cli.work / "run"

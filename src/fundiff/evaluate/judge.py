@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 from torch import nn
 from tqdm import tqdm
 
 from fundiff.errors import UserError
-from fundiff.io.files import atomic_write, versions
+from fundiff.io.files import save_safetensors, versions
 from fundiff.train.data import Digits
 
 JUDGE_KIND = "fundiff-digit-judge"
@@ -92,7 +92,7 @@ def features(net: JudgeNet, images: torch.Tensor) -> torch.Tensor:
 def save_judge(path: Path, net: JudgeNet, info: dict) -> None:
     meta = {"kind": JUDGE_KIND, "info": json.dumps({**info, "versions": versions()})}
     tensors = {k: v.contiguous() for k, v in net.state_dict().items()}
-    atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))
+    save_safetensors(Path(path), tensors, meta)
 
 
 def load_judge(path: Path) -> tuple[JudgeNet, dict]:

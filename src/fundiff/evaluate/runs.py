@@ -114,6 +114,9 @@ def _report(result: dict, out: Path) -> dict:
 
 
 def _data_dir(info: dict) -> Path | None:
+    """The IDX folder a run was trained on: recorded (absolute) in run.json, or named in older runs' data source."""
+    if info["data"].get("data_dir"):
+        return Path(info["data"]["data_dir"])
     src = info["data"]["source"]
     if src.startswith("IDX train files in "):
         return Path(src[len("IDX train files in "):])

@@ -22,13 +22,13 @@ import typer
 
 from fundiff.errors import UserError
 from fundiff.evaluate.runs import default_judge_path
-from fundiff.io.files import versions, write_json
+from fundiff.io.files import check_writable, remove_temporaries, versions, write_json
 from fundiff.partb.figures import loss_comparison
 from fundiff.report import parta_stages as pa
 from fundiff.report import partb
 from fundiff.report.options import ReportOptions
 from fundiff.report.profiles import Profile, get_profile
-from fundiff.report.runner import Stage, guard_report_dir, run_stages
+from fundiff.report.runner import STATE, Stage, guard_report_dir, run_stages
 
 DATASETS = ("mnist", "fashion")
 
@@ -40,7 +40,8 @@ def partb_stages(o: ReportOptions, p: Profile) -> list[Stage]:
     out, data = Path(o.out), {"data": o.data, "data_dir": str(o.data_dir) if o.data_dir else None}
     jpath = default_judge_path(o.data, o.data_dir)
     stages = [Stage("judge", "the digit judge (a small classifier) for accuracy and Frechet distance", data,
-                    lambda _: partb.judge(o.data, o.data_dir), jpath, keep_partial=True)]
+                    lambda _: partb.judge(o.data, o.data_dir), jpath, keep_partial=True)] \
+        if any(r.evaluate for r in p.runs) else []
     for r in p.runs:
         run_dir, cfg = out / "runs" / r.name, {**r.config(), **data}
         stages.append(Stage(f"train/{r.name}", f"train {r.name} ({_describe(r.config())})", cfg,
@@ -57,6 +58,8 @@ def partb_stages(o: ReportOptions, p: Profile) -> list[Stage]:
                                                                                o.device),
                                 run_dir, keep_partial=True))
     lr_runs = [out / "runs" / n for n in ("class-flow", "class-flow-constant-lr", "class-flow-constant-lr-3e-3")]
+    if any(p.run(n.name) is None for n in lr_runs):
+        return stages
     stages.append(Stage("figures/learning-rate", "loss curves with and without the learning-rate scheduler",
                         {n.name: p.run(n.name).config() for n in lr_runs},
                         lambda d: {"figures": [loss_comparison(lr_runs, d)]}, out / "partb" / "learning-rate"))
@@ -89,13 +92,25 @@ def check_options(o: ReportOptions) -> Profile:
 
 def run_report(o: ReportOptions) -> Path:
     """Run or reuse every stage, then write DIR/index.html; returns its path."""
+    p = check_options(o)
+    check_writable(Path(o.out))
+    try:
+        return _build(o, p)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise UserError(f"the report in {o.out} stopped: {e.strerror or e}{where}; fix that (free some space, make "
+                        "the folder writable), then run the same command again: finished stages are kept") from None
+
+
+def _build(o: ReportOptions, p: Profile) -> Path:
     from fundiff.report.html import render
     from fundiff.report.sections import build_page
 
-    p = check_options(o)
     stages = all_stages(o, p)
     guard_report_dir(Path(o.out), stages, o.force)
-    Path(o.out).mkdir(parents=True, exist_ok=True)
+    # the state folder first: a report killed at any later moment is recognised as one, and continues on a rerun
+    (Path(o.out) / STATE / "stages").mkdir(parents=True, exist_ok=True)
+    remove_temporaries(Path(o.out), recursive=True)  # what writes cut off by a kill left behind
     t0 = time.perf_counter()
     results = {r.name: r for r in run_stages(Path(o.out), stages, p.estimates)}
     record = {"kind": "fundiff-report", "command": o.command(),

@@ -72,7 +72,9 @@ def digit_stages(root: Path, p: Profile, seed: int, device: str) -> list[Stage]:
     ]
     stages = [Stage(f"parta/{sec}", f"Part A {sec} on the digit model: {title}", {"model": DIGITS, "seed": seed,
                                                                                   "section": sec}, fn, root / sec)
-              for sec, title, fn in specs]
+              for sec, title, fn in specs if p.parta_sections is None or sec in p.parta_sections]
+    if not p.parta_evaluate:
+        return stages
     cfg = {"model": DIGITS, "seed": seed, "pairs": p.parta_pairs, "per_pair": p.parta_per_pair,
            "per_target": p.parta_per_target}
     stages.append(Stage("parta/evaluate", "Part A measured: class edits, anagrams, hybrids, drawings (judge)", cfg,
@@ -100,7 +102,7 @@ class DeepFloydPlan:
 
 
 def deepfloyd_plan(p: Profile) -> DeepFloydPlan:
-    return DeepFloydPlan((2,), 45, 1, 2) if p.name == "smoke" else DeepFloydPlan()
+    return DeepFloydPlan((2,), 45, 1, 2) if p.name in ("smoke", "tiny") else DeepFloydPlan()
 
 
 def photo(name: str) -> Path:

@@ -21,12 +21,12 @@ def train(spec: RunSpec, data: str, data_dir: Path | None, out: Path, device: st
     info = read_run(out) if (out / RUN_FILE).is_file() else None
     if info is None and out.exists():
         shutil.rmtree(out)  # killed before its first checkpoint: nothing to keep
-    if info is None or info["status"] != "done":
-        overrides = {k: v for k, v in spec.overrides}
-        run_train(spec.model, spec.objective, spec.recipe, {**overrides, "data": data}, data_dir, None, out,
-                  info is not None, device)
-        info = read_run(out)
-    return summary(out, info)
+    # even a run whose run.json says "done" resumes: the stage did not finish, and a kill may have come between the
+    # last epoch's checkpoint and its pictures (resuming redraws them; no epoch is trained again)
+    overrides = {k: v for k, v in spec.overrides}
+    run_train(spec.model, spec.objective, spec.recipe, {**overrides, "data": data}, data_dir, None, out,
+              info is not None, device, explain_os_errors=False)  # the report says what to do: run it again
+    return summary(out, read_run(out))
 
 
 def summary(run_dir: Path, info: dict) -> dict:
@@ -41,7 +41,7 @@ def summary(run_dir: Path, info: dict) -> dict:
 
 def figures(run_dir: Path, out: Path, seed: int, device: str) -> dict:
     """``fundiff figures RUN``: its records (file, caption, settings) with files relative to the report."""
-    run_figures([run_dir], out, None, None, seed, device)
+    run_figures([run_dir], out, None, None, seed, device, force=True)
     return json.loads((out / "figures.json").read_text())
 
 
@@ -50,7 +50,9 @@ def evaluate(run_dir: Path, per_class: int, steps: int | None, seed: int, judge_
     recipe = read_run(run_dir)["recipe"]
     if recipe["objective"] != "flow":
         steps = None
-    res = run_evaluate(run_dir, per_class, judge=judge_path, sampling=Sampling(steps=steps), seed=seed, device=device)
+    # force: a stage that was killed half-way may have left part of its folder; evaluate again over it
+    res = run_evaluate(run_dir, per_class, judge=judge_path, sampling=Sampling(steps=steps), seed=seed, device=device,
+                       force=True)
     res.pop("judge", None)
     return res
 

@@ -5,7 +5,8 @@ constant-lr recovery: lr 3e-3, 15 epochs). ``quick`` keeps the spec's nets and m
 for fewer epochs (DDPM 8-10, flow 5) and narrower single-step denoisers (D = 64; D = 32 for the
 pure-noise one, which only learns the mean digit), in bf16, so that the whole report fits in a
 quarter of an hour on a 2-core CPU. ``smoke`` is for tests of the page itself:
-tiny nets, one epoch, small evaluations; its numbers mean nothing.
+tiny nets, one epoch, small evaluations; its numbers mean nothing. ``tiny`` is for fault tests of the
+report's resumption: one cheap Part A section and one tiny training run with its figures, seconds in all.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Profile:
     parta_per_target: int = 20
     estimates: dict[str, float] = field(default_factory=dict)
     """Seconds each stage took here (2 cores), for the progress estimate; unknown stages count 30 s."""
+    parta_sections: tuple[str, ...] | None = None
+    """The Part A sections to run on the digit model (None: every one)."""
+    parta_evaluate: bool = True
+    """Measure Part A with the judge."""
 
     def run(self, name: str) -> RunSpec | None:
         return next((r for r in self.runs if r.name == name), None)
@@ -106,10 +111,22 @@ SMOKE = Profile(
                                  "class-flow")}, recovered_epochs=1, spec=False),
     eval_per_class=2, flow_eval_steps=10, parta_pairs=1, parta_per_pair=1, parta_per_target=1,
 )
+TINY = Profile(
+    "tiny",
+    (RunSpec("denoiser", "denoiser", "ddpm", "default",
+             (("batch_size", 32), ("epochs", 2), ("sample_epochs", (1, 2)), ("width", 8))),),
+    eval_per_class=2, flow_eval_steps=10, parta_pairs=1, parta_per_pair=1, parta_per_target=1,
+    parta_sections=("1.5",), parta_evaluate=False,
+)
 PROFILES = {p.name: p for p in (QUICK, SPEC, SMOKE)}
+"""The profiles that build the whole report (every run the reports show)."""
+TEST_PROFILES = {TINY.name: TINY}
+"""Profiles for tests of the report machinery only: a part of the report."""
 
 
 def get_profile(name: str) -> Profile:
+    if name in TEST_PROFILES:
+        return TEST_PROFILES[name]
     if name not in PROFILES:
         raise UserError(f"unknown profile {name!r}; choose one of: quick, spec (smoke: for testing the page)")
     return PROFILES[name]

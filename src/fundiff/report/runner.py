@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fundiff.errors import UserError
-from fundiff.io.files import write_json
+from fundiff.io.files import temporary_target, write_json
 
 STATE = ".report"
 
@@ -166,8 +166,8 @@ def guard_report_dir(report_dir: Path, stages: list[Stage], force: bool) -> None
     d = Path(report_dir)
     if d.exists() and not d.is_dir():
         raise UserError(f"--out {d} is a file")
-    if not d.is_dir() or not any(d.iterdir()):
-        return
+    if not d.is_dir() or all(temporary_target(p.name) is not None for p in d.iterdir()):
+        return  # nothing there but what a kill may leave of a start (a write test, a cut-off write)
     is_report = (d / STATE).is_dir()
     stale = stale_stages(d, stages) if is_report else []
     if force:

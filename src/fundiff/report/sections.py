@@ -24,6 +24,7 @@ PROFILE_TEXT = {
              "autocast; under a quarter of an hour on a 2-core CPU",
     "spec": "the spec profile: every model trained with the spec's recipe exactly",
     "smoke": "the smoke profile: tiny nets trained for one epoch, to test the page; its numbers mean nothing",
+    "tiny": "the tiny profile: one Part A section and one tiny training run, to test the report's resumption",
 }
 ENABLE_DEEPFLOYD = [
     "Accept the licences of DeepFloyd/IF-I-XL-v1.0 (or IF-I-L / IF-I-M) and DeepFloyd/IF-II-L-v1.0 on Hugging "

@@ -8,15 +8,16 @@ last finished epoch), ``weights/epoch_NNN.safetensors`` (sampling weights at cho
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError as SafetensorsError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
 from fundiff.errors import UserError
-from fundiff.io.files import atomic_write
+from fundiff.io.files import save_safetensors
 from fundiff.nets.unet import UNet, UNetConfig
 from fundiff.train.recipes import Recipe
 
@@ -40,7 +41,7 @@ def save_weights(path: Path, state: dict[str, torch.Tensor], recipe: Recipe, epo
     tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in _plain(state).items()}
     meta = {"kind": WEIGHTS_KIND, "recipe": json.dumps(recipe.to_dict()), "epoch": str(epoch),
             "unet": json.dumps(unet_config(recipe).to_dict())}
-    atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))
+    save_safetensors(Path(path), tensors, meta)
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], Recipe, int]:
@@ -56,10 +57,93 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], Recipe, int]:
         raise UserError(f"{path} is not a readable safetensors file ({e})") from None
     if meta.get("kind") != WEIGHTS_KIND:
         raise UserError(f"{path} is not a fundiff UNet weights file (kind {meta.get('kind')!r})")
-    return state, Recipe.from_dict(json.loads(meta["recipe"])), int(meta["epoch"])
+    recipe, epoch = _described(path, meta)
+    check_shapes(recipe, state, path)
+    return state, recipe, epoch
+
+
+def _described(path: Path, meta: dict[str, str]) -> tuple[Recipe, int]:
+    """The recipe and epoch the metadata of a weights file names, checked: missing, malformed (bad JSON, wrong
+    types, impossible values) or self-contradicting metadata is one UserError."""
+    bad = f"{path} has broken metadata, so it cannot say which net its tensors belong to"
+    missing = [k for k in ("recipe", "epoch") if k not in meta]
+    if missing:
+        raise UserError(f"{bad}: no {' and no '.join(missing)} entry")
+    try:
+        fields = json.loads(meta["recipe"])
+    except ValueError as e:
+        raise UserError(f"{bad}: its recipe entry is not JSON ({e})") from None
+    if not isinstance(fields, dict):
+        raise UserError(f"{bad}: its recipe entry is a JSON {type(fields).__name__}, not an object")
+    try:
+        _check_types(fields)
+        recipe = Recipe.from_dict(fields)
+    except UserError as e:
+        raise UserError(f"{bad}: its recipe is invalid ({e})") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise UserError(f"{bad}: its recipe is invalid ({e})") from None
+    try:
+        epoch = int(meta["epoch"])
+    except ValueError:
+        epoch = -1
+    if epoch < 0:
+        raise UserError(f"{bad}: its epoch {meta['epoch']!r} is not a whole number >= 0")
+    if "unet" in meta:
+        try:
+            unet = json.loads(meta["unet"])
+        except ValueError as e:
+            raise UserError(f"{bad}: its unet entry is not JSON ({e})") from None
+        expected = unet_config(recipe).to_dict()
+        if not isinstance(unet, dict) or any(k in unet and unet[k] != v for k, v in expected.items()):
+            raise UserError(f"{bad}: its unet entry {unet!r} contradicts its recipe (which builds {expected})")
+    return recipe, epoch
+
+
+def _check_types(fields: dict) -> None:
+    """TypeError when a recipe field read from a file has another type than the field's (a string width, a float
+    epoch count, words for the sample epochs...)."""
+    default = Recipe()
+    for f in dataclasses.fields(Recipe):
+        if f.name not in fields:
+            continue
+        want, v = getattr(default, f.name), fields[f.name]
+        if isinstance(want, tuple):
+            ok = isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        elif isinstance(want, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(want, float):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        else:
+            ok = type(v) is type(want)
+        if not ok:
+            kind = "a list of numbers" if isinstance(want, tuple) else f"of type {type(want).__name__}"
+            raise TypeError(f"{f.name} is {v!r}, not {kind}")
+
+
+def check_shapes(recipe: Recipe, state: dict[str, torch.Tensor], source: object = "the weights") -> None:
+    """UserError unless ``state`` holds exactly the tensors, of exactly the shapes, of the recipe's net (checked on
+    torch's "meta" device: nothing is allocated, whatever width the metadata claims)."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in UNet(unet_config(recipe)).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got == expected:
+        return
+    what = f"the width-{recipe.width} {recipe.model} net its metadata names"
+    missing, extra = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+    if missing or extra:
+        detail = (f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else "") + \
+                 ("; " if missing and extra else "") + \
+                 (f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else "")
+    else:
+        k = next(k for k in expected if expected[k] != got[k])
+        detail = f"{k} is {list(got[k])}, the net needs {list(expected[k])}"
+    raise UserError(f"{source}: its tensors do not fit {what}: {detail}")
 
 
 def build_net(recipe: Recipe, state: dict[str, torch.Tensor] | None = None) -> UNet:
+    """The recipe's net, with ``state`` loaded when given (tensors that do not fit it are a UserError)."""
+    if state is not None:
+        check_shapes(recipe, state)
     net = UNet(unet_config(recipe))
     if state is not None:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
@@ -120,7 +204,7 @@ def save_checkpoint(run_dir: Path, epoch: int, net: UNet, ema: UNet | None, opti
     for pid, st in opt_state["state"].items():
         for name, v in st.items():
             tensors[f"opt.{pid}.{name}"] = torch.as_tensor(v).detach().cpu().contiguous()
-    atomic_write(Path(run_dir) / checkpoint_name(epoch), lambda p: save_file(tensors, str(p)))
+    save_safetensors(Path(run_dir) / checkpoint_name(epoch), tensors)
     return {"param_groups": opt_state["param_groups"]}
 
 
@@ -132,12 +216,16 @@ def load_checkpoint(run_dir: Path, epoch: int, net: UNet, ema: UNet | None, opti
         tensors = load_file(str(path))
     except (SafetensorsError, OSError) as e:
         raise UserError(f"cannot resume: {path} is missing or corrupt ({e})") from None
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    if ema is not None:
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, pid, name = k.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    optimizer.load_state_dict({"state": state, "param_groups": opt_json["param_groups"]})
+    try:
+        net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if ema is not None:
+            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        state: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("opt."):
+                _, pid, name = k.split(".", 2)
+                state.setdefault(int(pid), {})[name] = v
+        optimizer.load_state_dict({"state": state, "param_groups": opt_json["param_groups"]})
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot resume: {path} does not fit the run's net and optimizer ({first})") from None

@@ -63,11 +63,17 @@ class Trainer:
     """Trains one recipe into one run directory."""
 
     def __init__(self, recipe: Recipe, run_dir: Path, data: Digits, device: torch.device, progress: bool = True,
-                 on_epoch=None) -> None:
+                 on_epoch=None, data_dir: Path | None = None, download: Path | None = None) -> None:
+        """``on_epoch(trainer, epoch)`` runs after each sample epoch's checkpoint (and again for the epoch a resumed
+        run starts from, since a kill may have stopped it half-way); ``data_dir``/``download`` are recorded in
+        run.json so that --resume finds the same data by itself."""
         self.recipe, self.run_dir, self.device, self.progress = recipe, Path(run_dir), device, progress
         self.on_epoch = on_epoch
         self.train_set, self.held_out = split_holdout(data, recipe.holdout_per_class)
         self.data_source = data.source
+        self.split_sources = (self.train_set.source, self.held_out.source)
+        self.data_dirs = {"data_dir": _absolute(data_dir), "download": _absolute(download)}
+        self.resumed = False
         torch.manual_seed(recipe.seed)
         self.net = ckpt.build_net(recipe).to(device)
         if recipe.channels_last:
@@ -85,9 +91,21 @@ class Trainer:
             diff = {k: (v, getattr(self.recipe, k)) for k, v in saved.to_dict().items()
                     if v != self.recipe.to_dict()[k]}
             raise UserError(f"cannot resume {self.run_dir} with a different recipe: {diff} (saved, asked)")
-        if info["data"]["source"] != self.data_source:
-            raise UserError(f"cannot resume {self.run_dir}: it was trained on {info['data']['source']}, "
+        saved_data = info["data"]
+        saved_dir, this_dir = saved_data.get("data_dir"), self.data_dirs["data_dir"]
+        if saved_dir is not None and this_dir is not None and Path(saved_dir) != Path(this_dir):
+            raise UserError(f"cannot resume {self.run_dir}: it was trained on the IDX files in {saved_dir}, not on "
+                            f"those in {this_dir}")
+        if saved_data["source"] != self.data_source and not self._same_data_dir(saved_data):
+            raise UserError(f"cannot resume {self.run_dir}: it was trained on {saved_data['source']}, "
                             f"not {self.data_source}")
+        # the same data, maybe named from another folder: keep the run's own record of it
+        self.data_source = saved_data["source"]
+        self.split_sources = (saved_data.get("train", self.split_sources[0]),
+                              saved_data.get("held_out", self.split_sources[1]))
+        for k in self.data_dirs:
+            self.data_dirs[k] = saved_data.get(k, self.data_dirs[k])
+        self.resumed = True
         if info["epoch"] == 0:
             return
         ckpt.load_checkpoint(self.run_dir, info["epoch"], self.net, self.ema, self.opt, info["optimizer"])
@@ -95,13 +113,19 @@ class Trainer:
         self.epoch, self.step, self.history = info["epoch"], info["step"], info["history"]
         self.losses = _read_losses(self.run_dir / "loss.csv", self.step)
 
+    def _same_data_dir(self, saved: dict) -> bool:
+        """The saved run's IDX folder and this one are the same folder (named relative to another directory)."""
+        a, b = saved.get("data_dir"), self.data_dirs["data_dir"]
+        return a is not None and b is not None and Path(a) == Path(b) and len(self.train_set) == saved.get(
+            "train_images") and len(self.held_out) == saved.get("held_out_images")
+
     def info(self, status: str) -> dict:
         r = self.recipe
         return {
             "kind": "fundiff-run", "status": status, "recipe": r.to_dict(), "unet": ckpt.unet_config(r).to_dict(),
             "seed": r.seed, "epoch": self.epoch, "step": self.step, "device": str(self.device),
-            "data": {"source": self.data_source, "train": self.train_set.source, "train_images": len(self.train_set),
-                     "held_out": self.held_out.source, "held_out_images": len(self.held_out)},
+            "data": {"source": self.data_source, "train": self.split_sources[0], "train_images": len(self.train_set),
+                     "held_out": self.split_sources[1], "held_out_images": len(self.held_out), **self.data_dirs},
             "versions": versions(), "history": self.history,
             "optimizer": getattr(self, "_opt_json", None), "scheduler": self.sched.state_dict(),
         }
@@ -121,12 +145,16 @@ class Trainer:
         r = self.recipe
         if self.epoch == 0:
             self.save("running")
+        elif self.resumed and self._is_sample_epoch(self.epoch) and self.on_epoch is not None:
+            self.on_epoch(self, self.epoch)  # a kill may have come between its checkpoint and its pictures
         total = math.ceil(len(self.train_set) / r.batch_size) * r.epochs
         bar = tqdm(total=total, initial=self.step, disable=not self.progress, unit="batch", dynamic_ncols=True,
                    desc=f"train {r.model}/{r.objective}")
-        while self.epoch < r.epochs:
-            self._epoch(bar)
-        bar.close()
+        try:
+            while self.epoch < r.epochs:
+                self._epoch(bar)
+        finally:
+            bar.close()  # also on an error: its message then starts on a line of its own
         self.save("done")
         return self.info("done")
 
@@ -143,7 +171,8 @@ class Trainer:
             loss = self._step(self.train_set.images[idx].to(self.device), self.train_set.labels[idx].to(self.device), g)
             seen += len(idx)
             ep_losses.append(loss)
-            self.losses.append((self.step, epoch, loss, self.opt.param_groups[0]["lr"]))
+            # kept as loss.csv holds them, so that a resumed run (which reads them back) draws the same loss curve
+            self.losses.append((self.step, epoch, _csv_number(loss), _csv_number(self.opt.param_groups[0]["lr"])))
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         self.sched.step()
@@ -152,11 +181,14 @@ class Trainer:
         self.history.append({"epoch": epoch, "mean_loss": sum(ep_losses) / len(ep_losses),
                              "last_loss": ep_losses[-1], "seconds": round(seconds, 2),
                              "images_per_s": round(seen / seconds, 1)})
-        if epoch in r.sample_epochs or epoch == r.epochs:
+        if self._is_sample_epoch(epoch):
             ckpt.save_weights(ckpt.weights_path(self.run_dir, epoch), self.sampling_net().state_dict(), r, epoch)
         self.save("running" if epoch < r.epochs else "done")
-        if self.on_epoch is not None and (epoch in r.sample_epochs or epoch == r.epochs):
+        if self.on_epoch is not None and self._is_sample_epoch(epoch):
             self.on_epoch(self, epoch)
+
+    def _is_sample_epoch(self, epoch: int) -> bool:
+        return epoch in self.recipe.sample_epochs or epoch == self.recipe.epochs
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> float:
         r = self.recipe
@@ -175,6 +207,14 @@ class Trainer:
     def sampling_net(self) -> UNet:
         """The EMA weights when the recipe keeps them, else the live net."""
         return self.ema if self.ema is not None else self.net
+
+
+def _csv_number(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _absolute(path: Path | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
 
 
 def _losses_csv(rows: list[tuple]) -> str:

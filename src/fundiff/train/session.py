@@ -1,11 +1,19 @@
-"""``fundiff train``: resolve the recipe and data, guard the run directory, train, draw."""
+"""``fundiff train``: resolve the recipe and data, guard the run directory, train, draw.
+
+A run directory survives a kill at any moment: every file is written atomically, run.json names the last
+complete checkpoint, and ``--resume`` continues from it (redrawing the pictures of that epoch, which a kill may have
+cut off). A run killed before its first run.json (an interrupted start) holds only files this command writes; a
+rerun, with or without --resume, deletes those and starts over. Folders holding anything else are never touched.
+"""
 
 from __future__ import annotations
 
+import errno
+import re
 from pathlib import Path
 
 from fundiff.errors import UserError
-from fundiff.io.files import pick_device
+from fundiff.io.files import check_writable, pick_device, remove_temporaries, temporary_target
 from fundiff.progress import say
 from fundiff.train import checkpoint as ckpt
 from fundiff.train.data import load_digits
@@ -13,31 +21,61 @@ from fundiff.train.loop import Trainer
 from fundiff.train.preview import loss_plot, preview
 from fundiff.train.recipes import Recipe, make_recipe
 
+TRAIN_FILES = {
+    ".": (r"checkpoint_\d{3,}\.safetensors", r"loss\.csv", r"loss\.png", r"run\.json"),
+    "weights": (r"epoch_\d{3,}\.safetensors",),
+    "samples": (r"epoch_\d{3,}\.png",),
+}
+"""Every file ``fundiff train`` writes into a run directory, by folder (names as regular expressions)."""
+
 
 def run_train(model: str, objective: str | None, recipe_name: str | None, overrides: dict, data_dir: Path | None,
-              download: Path | None, out: Path | None, resume: bool, device: str) -> dict:
+              download: Path | None, out: Path | None, resume: bool, device: str, *,
+              explain_os_errors: bool = True) -> dict:
     """Train one recipe into ``out``; refuses to touch an existing run unless --resume.
 
-    On --resume the saved recipe is used; options given again must agree with it."""
+    On --resume the saved recipe (and the saved data folder, when none is given) is used; options given again
+    must agree with it. Any OS error (a folder that cannot be written, a full disk) is one line, with what to do
+    next (``explain_os_errors=False``: raised as it is, for a caller that says what to do in its own terms)."""
     overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
     named = {"model": model, "objective": objective, "recipe": recipe_name}
     objective, recipe_name = objective or "ddpm", recipe_name or "default"
     out = Path(out) if out is not None else Path("runs") / f"{model}-{objective}-{recipe_name}"
-    _check_run_dir(out, resume)
+    check_writable(out)
+    try:
+        return _train(model, objective, recipe_name, named, overrides, data_dir, download, out, resume, device)
+    except OSError as e:
+        if not explain_os_errors:
+            raise
+        raise UserError(_stopped(e, out)) from None
+
+
+def _train(model: str, objective: str, recipe_name: str, named: dict, overrides: dict, data_dir: Path | None,
+           download: Path | None, out: Path, resume: bool, device: str) -> dict:
+    state = _check_run_dir(out, resume)
     recipe = make_recipe(model, objective, recipe_name, **overrides)
-    if resume:
+    if state == "resume":
         recipe = _resumed_recipe(out, {**{k: v for k, v in named.items() if v is not None}, **overrides})
+        if data_dir is None and download is None:
+            data_dir, download = _recorded_data(out)
     data = load_digits(recipe.data, data_dir, download)
     say(f"data: {data.source}: {len(data)} images")
-    trainer = Trainer(recipe, out, data, pick_device(device), on_epoch=_draw)
+    trainer = Trainer(recipe, out, data, pick_device(device), on_epoch=_draw, data_dir=data_dir, download=download)
     say(f"train split: {len(trainer.train_set)} images; held out: {len(trainer.held_out)} (never trained on)")
-    if resume:
+    if state == "resume":
         trainer.resume()
+        for folder in TRAIN_FILES:  # what writes cut off by a kill left, in the folders this command writes
+            remove_temporaries(out / folder)
         say(f"resuming {out} after epoch {trainer.epoch} of {recipe.epochs}")
+    elif state == "restart":
+        _remove_train_files(out)
+        say(f"found an interrupted start in {out} (stopped before its first checkpoint was recorded): starting over")
+    elif resume:
+        say(f"nothing to resume in {out} (an empty folder): starting a new run")
     info = trainer.run()
     last = info["history"][-1]
     say(f"done: {out} epoch {info['epoch']}, last-epoch mean loss {last['mean_loss']:.4f}, "
-               f"{sum(h['seconds'] for h in info['history']):.0f} s training")
+        f"{sum(h['seconds'] for h in info['history']):.0f} s training")
     return info
 
 
@@ -51,12 +89,87 @@ def _resumed_recipe(out: Path, asked: dict) -> Recipe:
     return saved
 
 
-def _check_run_dir(out: Path, resume: bool) -> None:
-    exists = (out / ckpt.RUN_FILE).exists()
-    if resume and not exists:
-        raise UserError(f"cannot resume: {out} holds no training run")
-    if not resume and out.exists() and any(out.iterdir()):
+def _recorded_data(out: Path) -> tuple[Path | None, Path | None]:
+    """The IDX folder (or torchvision download root) the run in ``out`` was trained on, from its run.json; a
+    recorded IDX folder that is gone is a UserError naming it."""
+    data = ckpt.read_run(out).get("data", {})
+    data_dir, download = data.get("data_dir"), data.get("download")
+    if data_dir is None and "data_dir" not in data:  # a run from before fundiff recorded it: its source names it
+        m = re.fullmatch(r"IDX train files in (.+)", str(data.get("source", "")))
+        data_dir = m.group(1) if m else None
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserError(f"cannot resume {out}: it was trained on the IDX files in {data_dir}, which is missing; "
+                        "pass --data-dir with the same files")
+    return (Path(data_dir) if data_dir else None), (Path(download) if download else None)
+
+
+def _check_run_dir(out: Path, resume: bool) -> str:
+    """What to do with ``out``: "new" (absent or empty), "resume" (a run to continue) or "restart" (an interrupted
+    start: only files this command writes, no run.json yet). Anything else is a UserError."""
+    if (out / ckpt.RUN_FILE).is_file():
+        if resume:
+            return "resume"
         raise UserError(f"{out} already exists and is not empty; pass --resume to continue it or choose another --out")
+    if not out.exists():
+        if resume:
+            raise UserError(f"cannot resume: {out} holds no training run")
+        return "new"
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    ours = _train_files(out)
+    if ours is None:
+        if resume:
+            raise UserError(f"cannot resume: {out} holds no training run")
+        raise UserError(f"{out} already exists and is not empty (and holds no training run); choose another --out")
+    return "restart" if ours else "new"
+
+
+def _train_files(out: Path) -> list[Path] | None:
+    """The files (and folders) under ``out`` that ``fundiff train`` writes, including what interrupted atomic
+    writes leave; None when anything else is there."""
+    found = []
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out)
+        if p.is_dir() and not p.is_symlink() and len(rel.parts) == 1 and rel.name in TRAIN_FILES:
+            found.append(p)
+            continue
+        folder = "." if len(rel.parts) == 1 else rel.parts[0]
+        if len(rel.parts) > 2 or folder not in TRAIN_FILES or not p.is_file() or p.is_symlink():
+            return None
+        name = temporary_target(p.name)
+        if name == "":  # a writability probe
+            found.append(p)
+            continue
+        if not any(re.fullmatch(pattern, name or p.name) for pattern in TRAIN_FILES[folder]):
+            return None
+        found.append(p)
+    return found
+
+
+def _remove_train_files(out: Path) -> None:
+    """Delete an interrupted start (only files :func:`_train_files` recognised), keeping ``out`` itself."""
+    files = _train_files(out) or []
+    for p in files:
+        if p.is_file():
+            p.unlink(missing_ok=True)
+    for p in files:
+        if p.is_dir():
+            p.rmdir()
+
+
+ADVICE = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (the disk quota is full)",
+          errno.EFBIG: "free some space or raise the file-size limit", errno.EROFS: "make the file system writable",
+          errno.EACCES: "make the folder writable again", errno.EPERM: "make the folder writable again"}
+
+
+def _stopped(e: OSError, out: Path) -> str:
+    """One line for an OS error met while training: what happened, and how to go on."""
+    where = f" ({e.filename})" if e.filename else ""
+    advice = ADVICE.get(e.errno or 0, "fix the cause")
+    started = (out / ckpt.RUN_FILE).is_file()
+    again = "run the same command with --resume to continue from the last finished epoch" if started else \
+        "run the same command again"
+    return f"training in {out} stopped: {e.strerror or e}{where}; {advice}, then {again}"
 
 
 def _draw(trainer: Trainer, epoch: int) -> None:

@@ -89,9 +89,9 @@ def save_cache(path: Path, embeds: dict[str, torch.Tensor]) -> Path:
 
     def write(tmp: Path) -> None:
         if kind == "safetensors":
-            from safetensors.torch import save_file
+            from fundiff.io.files import safetensors_bytes
 
-            save_file(data, str(tmp), metadata={"format": "pt", "content": "fundiff prompt embeddings"})
+            tmp.write_bytes(safetensors_bytes(data, {"format": "pt", "content": "fundiff prompt embeddings"}))
         else:
             torch.save(data, tmp)
 
