@@ -247,3 +247,27 @@ def digits_model():
     from fundiff import load
 
     return load("digits", "cpu")
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("--width", "100000"), "--width"), (("--batch-size", "10000000"), "--batch-size"),
+    (("--epochs", "1000000000"), "--epochs"), (("--lr", "50"), "--lr"),
+    (("--sample-epochs", "5", "--epochs", "2"), "--sample-epochs"),
+])
+def test_training_that_cannot_end_or_fit_is_refused(cli, args, fragment):
+    one_line(cli("train", "class", "--out", "r", *args), fragment)
+    assert not (cli.work / "r").exists()
+
+
+def test_a_diverging_training_stops_with_one_line(cli, monkeypatch):
+    import torch
+
+    import fundiff.train.loop as loop
+
+    real = loop.batch_loss
+    monkeypatch.setattr(loop, "batch_loss", lambda *a: real(*a) * torch.tensor(float("nan")))
+    code, out, err = cli("train", "class", "--out", "r", "--width", "8", "--epochs", "1")
+    last = err.strip().splitlines()[-1]  # after the progress bar, which closes on its own line
+    assert code == 2 and "Traceback" not in err and err.count("fundiff: error:") == 1
+    assert last.startswith("fundiff: error: training diverged at step 1: the loss is nan; lower --lr"), last
+    strict_json(cli.work / "r" / "run.json")

@@ -238,10 +238,10 @@ def main() -> None:
         print(f"fundiff: error: {os_error_line(e)}", file=sys.stderr)
         sys.exit(2)
     except MemoryError:
-        print("fundiff: error: out of memory; ask for fewer images (--n, --per-class) or a smaller --batch-size",
-              file=sys.stderr)
-        sys.exit(2)
+        _out_of_memory()
     except Exception as e:  # click's (or typer's vendored click's) own usage errors, by duck type
+        if _is_out_of_memory(e):
+            _out_of_memory()
         name = type(e).__name__
         if name == "Exit":
             sys.exit(getattr(e, "exit_code", 0))
@@ -256,6 +256,18 @@ def main() -> None:
         _interrupted()
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _is_out_of_memory(e: Exception) -> bool:
+    """torch's allocators fail with a RuntimeError (CPU) or torch.OutOfMemoryError (CUDA), not MemoryError."""
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _out_of_memory() -> None:
+    print("fundiff: error: out of memory; ask for fewer images (--n, --per-class), a smaller --batch-size or "
+          "--width, or free memory", file=sys.stderr)
+    sys.exit(2)
 
 
 def _interrupted() -> None:

@@ -196,13 +196,18 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=r.precision == "bf16"):
             loss = batch_loss(self.net, r, x, y, g)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise UserError(f"training diverged at step {self.step + 1}: the loss is {value}; lower --lr (now "
+                            f"{self.opt.param_groups[0]['lr']:g}) and train again (--out keeps the last finished "
+                            "epoch)")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         self.step += 1
         if self.ema is not None:
             ema_update(self.ema, self.net, r.ema_decay, self.step)
-        return float(loss.detach())
+        return value
 
     def sampling_net(self) -> UNet:
         """The EMA weights when the recipe keeps them, else the live net."""

@@ -15,6 +15,11 @@ OBJECTIVES = ("ddpm", "flow")
 RECIPES = ("default", "spec")
 LR_SCHEDULES = ("exponential", "constant", "cosine")
 PRECISIONS = ("fp32", "bf16")
+MAX_EPOCHS, MAX_BATCH, MAX_WIDTH = 10_000, 8_192, 512
+"""Bounds that keep a run finite and in memory (the spec: 20 epochs, batch 128, width 64)."""
+RANGES = {"epochs": f"1 to {MAX_EPOCHS:,}", "batch_size": f"2 to {MAX_BATCH:,}", "lr": "above 0, at most 1",
+          "width": f"1 to {MAX_WIDTH}", "sigma": "0 to 100", "p_uncond": "0 to below 1", "ema_decay": "0 to below 1",
+          "guidance_interval": "0 <= low < high <= 1"}
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,9 @@ class Recipe:
         self._check_choice("lr_schedule", LR_SCHEDULES)
         self._check_choice("precision", PRECISIONS)
         checks = {
-            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 2, "lr": self.lr > 0,
-            "width": self.width >= 1, "T": self.T >= 2, "sigma": self.sigma >= 0,
+            "epochs": 1 <= self.epochs <= MAX_EPOCHS, "batch_size": 2 <= self.batch_size <= MAX_BATCH,
+            "lr": 0 < self.lr <= 1, "width": 1 <= self.width <= MAX_WIDTH, "T": 2 <= self.T <= 100_000,
+            "sigma": 0 <= self.sigma <= 100,
             "p_uncond": 0 <= self.p_uncond < 1, "ema_decay": 0 <= self.ema_decay < 1,
             "beta_start": 0 < self.beta_start < self.beta_end < 1, "holdout_per_class": self.holdout_per_class >= 1,
             "guidance_interval": len(self.guidance_interval) == 2
@@ -62,7 +68,12 @@ class Recipe:
         }
         for name, ok in checks.items():
             if not ok:
-                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)} is out of range")
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)} is out of range "
+                                f"({RANGES.get(name, 'see fundiff train --help')})")
+        late = [e for e in self.sample_epochs if not 1 <= e <= self.epochs]
+        if late:
+            raise UserError(f"--sample-epochs {','.join(map(str, late))} is not among epochs 1..{self.epochs}; "
+                            "give epochs the run will reach")
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         if getattr(self, name) not in choices:
