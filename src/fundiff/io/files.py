@@ -187,6 +187,8 @@ def pick_device(name: str = "auto") -> torch.device:
         raise UserError(f"unknown --device {name!r}; use auto, cpu or cuda") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: this machine has no CUDA GPU that torch can use; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {name}: this machine has no Apple GPU that torch can use; use --device cpu")
     if device.type not in ("cpu", "cuda", "mps"):
         raise UserError(f"--device {name}: fundiff runs on cpu or cuda")
     return device

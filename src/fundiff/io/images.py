@@ -26,6 +26,7 @@ like the image (step 5) and resized with nearest neighbour (step 6), so their pi
 from __future__ import annotations
 
 import operator
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -128,11 +129,14 @@ def _png_writer(img: Image.Image) -> Callable[[Path], None]:
 
 
 def _open(path: Path) -> Image.Image:
-    """Steps 1-2: the decoded image, upright; any failure is one line."""
+    """Steps 1-2: the decoded image, upright; any failure is one line. PIL's warnings (corrupt EXIF data, a
+    very large image) are not printed: the file either decodes or is refused in that one line."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return ImageOps.exif_transpose(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                im.load()
+                return ImageOps.exif_transpose(im)
     except FileNotFoundError:
         reason = "no such file"
     except IsADirectoryError:

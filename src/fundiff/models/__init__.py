@@ -59,6 +59,8 @@ def load(spec: str | Path, device: torch.device | str = "auto", *, epoch: int | 
         raise UserError(f"--epoch picks the weights of a fundiff run; {spec} is not one")
     if is_deepfloyd_spec(spec):
         return deepfloyd_model(spec, LoadOptions(str(device), dtype, offload, prompt_cache))
+    if not path.exists() and path.parent.is_dir() and path.parent != Path("."):
+        raise UserError(f"unknown model {spec!r}: the folder {path.parent} has no {path.name!r}; check the name")
     if (path.is_dir() and is_diffusers_dir(path)) or (not path.exists() and is_hub_id(spec)):
         return diffusers_unet_model(spec, device)
     if path.exists():

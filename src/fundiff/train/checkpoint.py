@@ -156,11 +156,11 @@ def read_run(run_dir: Path) -> dict:
     if not path.is_file():
         raise UserError(f"{run_dir} is not a fundiff run directory (no {RUN_FILE})")
     try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{path} is corrupt: {e}") from None
-    if info.get("kind") != "fundiff-run":
-        raise UserError(f"{path} is not a fundiff run file")
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"{path} is corrupt ({e}); train again into another --out") from None
+    if not isinstance(info, dict) or info.get("kind") != "fundiff-run" or not isinstance(info.get("data"), dict):
+        raise UserError(f"{path} is not a fundiff run file; give a folder written by fundiff train")
     return info
 
 
@@ -169,7 +169,9 @@ def weights_path(run_dir: Path, epoch: int) -> Path:
 
 
 def available_epochs(run_dir: Path) -> list[int]:
-    return sorted(int(p.stem.split("_")[1]) for p in (Path(run_dir) / "weights").glob("epoch_*.safetensors"))
+    """The epochs whose weights/epoch_EEE.safetensors exist (other names in weights/ are not fundiff's)."""
+    stems = (p.stem.split("_", 1)[1] for p in (Path(run_dir) / "weights").glob("epoch_*.safetensors"))
+    return sorted(int(e) for e in stems if e.isascii() and e.isdigit())
 
 
 def load_model(source: Path, epoch: int | None = None, device: torch.device | str = "cpu") -> tuple[UNet, Recipe, int]:

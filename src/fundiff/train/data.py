@@ -7,6 +7,7 @@ int64, and a ``source`` string that the run log records.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ def _find(directory: Path, stem: str) -> Path:
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (gzipped or not): magic 0x0000 08 NDIM, big-endian dims, uint8 data."""
     try:
-        raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            raw = f.read()
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"cannot read IDX file {path}: {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
@@ -59,17 +61,21 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 + 4 * ndim:
         raise UserError(f"{path} is truncated or corrupt: its header is cut short")
     dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
-    expected = 4 + 4 * ndim + int(np.prod(dims))
+    expected = 4 + 4 * ndim + math.prod(dims)  # exact: np.prod wraps around at 2**64 (four dims of 65536 -> 0)
     if len(raw) != expected:
         raise UserError(f"{path} is truncated or corrupt: {len(raw)} bytes, expected {expected} for shape {dims}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    try:
+        return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    except ValueError:  # no data but dims numpy cannot hold, e.g. (0, 2**32 - 1, 2**32 - 1)
+        raise UserError(f"{path} is corrupt: it claims the impossible shape {dims}") from None
 
 
 def load_idx_dir(directory: Path, split: str = "train") -> Digits:
     """Images and labels of one split from a directory of the standard IDX files."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise UserError(f"data directory {directory} does not exist")
+        what = "is a file, not a folder" if directory.exists() else "does not exist"
+        raise UserError(f"data directory {directory} {what}")
     img_path, lbl_path = (_find(directory, s) for s in IDX_NAMES[split])
     images, labels = read_idx(img_path), read_idx(lbl_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(labels) != len(images):
