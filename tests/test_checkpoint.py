@@ -68,6 +68,9 @@ def test_load_model_errors(tmp_path):
     with pytest.raises(UserError):
         read_run(tmp_path)
     write_json(tmp_path / "run.json", {"kind": "fundiff-run"})
+    with pytest.raises(UserError, match="not a fundiff run file"):  # no data record
+        read_run(tmp_path)
+    write_json(tmp_path / "run.json", {"kind": "fundiff-run", "data": {}})
     with pytest.raises(UserError, match="no saved weights"):
         load_model(tmp_path)
 

@@ -147,7 +147,7 @@ def _weights_cases(d: Path) -> dict[str, tuple[Path, str]]:
         "tensors of another width": (write("wide", base, wide), "do not fit the width-8 class net"),
         "huge width, small tensors": (write("huge", {**base, "recipe": json.dumps({**recipe, "width": 10 ** 7}),
                                                      "unet": json.dumps({**unet, "width": 10 ** 7})}),
-                                      "do not fit the width-10000000"),
+                                      "--width 10000000 is out of range"),
         "a tensor missing": (write("missing", base, {k: v for k, v in state.items() if k != "out.weight"}),
                              "missing"),
     }

@@ -90,7 +90,9 @@ def features(net: JudgeNet, images: torch.Tensor) -> torch.Tensor:
 
 
 def save_judge(path: Path, net: JudgeNet, info: dict) -> None:
-    meta = {"kind": JUDGE_KIND, "info": json.dumps({**info, "versions": versions()})}
+    """The judge's weights and its record (minus the training time, so the same seed gives the same bytes)."""
+    kept = {k: v for k, v in info.items() if k != "seconds"}
+    meta = {"kind": JUDGE_KIND, "info": json.dumps({**kept, "versions": versions()})}
     tensors = {k: v.contiguous() for k, v in net.state_dict().items()}
     save_safetensors(Path(path), tensors, meta)
 

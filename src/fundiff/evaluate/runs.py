@@ -34,8 +34,8 @@ def default_judge_path(data: str, data_dir: Path | None = None) -> Path:
 
 
 def run_judge_train(data: str, data_dir: Path | None, epochs: int, out: Path | None, force: bool) -> Path:
-    if epochs < 1:
-        raise UserError("--epochs must be at least 1")
+    if not 1 <= epochs <= 1000:
+        raise UserError(f"--epochs {epochs} is out of range (1 to 1000; 8 reach about 0.99)")
     out = prepare_file(Path(out) if out is not None else default_judge_path(data, data_dir), force)
     digits = load_digits(data, data_dir)
     train, held = split_holdout(digits)
@@ -55,7 +55,8 @@ def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | 
         run_judge_train(data, data_dir, 8, path, False)
     net, info = load_judge(path)
     if info.get("data") != data_source:
-        raise UserError(f"judge {path} was trained on {info.get('data')!r}, the run on {data_source!r}")
+        raise UserError(f"judge {path} was trained on {info.get('data')!r}, the run on {data_source!r}; pass "
+                        "--judge with a judge of the run's data, or leave --judge out to train one")
     return net, info, path
 
 

@@ -65,6 +65,8 @@ def _runs(width: dict, epochs: dict, recovered_epochs: int, spec: bool) -> tuple
         base = {"epochs": epochs[name]} if name in epochs else {}
         base.update({"width": width[name]} if name in width else {})
         base.update(kw)
+        if "sample_epochs" in base and "epochs" in base:  # a shorter profile draws the epochs it reaches
+            base["sample_epochs"] = tuple(e for e in base["sample_epochs"] if e <= base["epochs"])
         return tuple(sorted(base.items()))
 
     return (
