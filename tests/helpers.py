@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fundiff.train.data import Digits
@@ -67,3 +69,15 @@ def fundiff_in_process(monkeypatch, capsys, *args) -> tuple[int, str, str]:
         code = e.code or 0
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def write_idx(d: Path, digits: Digits, per_class: int = 60) -> Path:
+    """The first ``per_class`` digits of each class as the standard IDX training files in ``d``."""
+    d.mkdir(parents=True, exist_ok=True)
+    sub = per_class_subset(digits, per_class)
+    img = (sub.images[:, 0] * 255).round().numpy().astype(np.uint8)
+    lbl = sub.labels.numpy().astype(np.uint8)
+    (d / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", len(img), 28, 28)
+                                                 + img.tobytes())
+    (d / "train-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", len(lbl)) + lbl.tobytes())
+    return d

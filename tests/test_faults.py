@@ -18,7 +18,6 @@ import os
 import random
 import re
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -28,9 +27,8 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
-from helpers import per_class_subset
+from helpers import write_idx
 
 from fundiff.cli.app import main
 
@@ -48,14 +46,7 @@ TIMING = {"seconds", "images_per_s", "finished", "train_seconds", "seconds_this_
 @pytest.fixture(scope="module")
 def idx(tmp_path_factory, digits) -> Path:
     """600 real digits (60 per class) as IDX files: 100 training images after the 50-per-class held-out split."""
-    d = tmp_path_factory.mktemp("idx")
-    sub = per_class_subset(digits, 60)
-    img = (sub.images[:, 0] * 255).round().numpy().astype(np.uint8)
-    lbl = sub.labels.numpy().astype(np.uint8)
-    (d / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", len(img), 28, 28)
-                                                 + img.tobytes())
-    (d / "train-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", len(lbl)) + lbl.tobytes())
-    return d
+    return write_idx(tmp_path_factory.mktemp("idx"), digits)
 
 
 @pytest.fixture(scope="module", autouse=True)

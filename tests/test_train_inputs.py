@@ -7,16 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from helpers import assert_one_line_error, per_class_subset, run_cli, tiny_recipe
+from helpers import assert_one_line_error, run_cli, tiny_recipe, write_idx
 from safetensors.torch import save_file
 
 from fundiff.train.checkpoint import build_net, save_weights
@@ -56,17 +54,6 @@ def test_train_and_report_refuse_unwritable_outputs_before_any_work(tmp_path):
 
 
 # ---- 4. --resume finds the run's data folder by itself -----------------------------------------------------------
-
-def write_idx(d: Path, digits, per_class: int = 60) -> Path:
-    d.mkdir(parents=True)
-    sub = per_class_subset(digits, per_class)
-    img = (sub.images[:, 0] * 255).round().numpy().astype(np.uint8)
-    lbl = sub.labels.numpy().astype(np.uint8)
-    (d / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", len(img), 28, 28)
-                                                 + img.tobytes())
-    (d / "train-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", len(lbl)) + lbl.tobytes())
-    return d
-
 
 def fundiff(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     full = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NO_COLOR="1", TERM="dumb", COLUMNS="200",
