@@ -8,10 +8,11 @@ class UserError(Exception):
 
 
 _ADVICE = {
-    errno.ENOSPC: "free some space or choose another --out",
-    errno.EDQUOT: "free some space or choose another --out",
-    errno.EACCES: "choose a folder you can write to (--out)",
-    errno.EPERM: "choose a folder you can write to (--out)",
+    errno.ENOSPC: "free some space",
+    errno.EDQUOT: "free some space (the disk quota is full)",
+    errno.EFBIG: "free some space or raise the file-size limit",
+    errno.EACCES: "make the folder writable or choose another --out",
+    errno.EPERM: "make the folder writable or choose another --out",
     errno.EROFS: "the file system is read-only: choose another --out",
     errno.ENAMETOOLONG: "choose a shorter name",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
@@ -20,8 +21,12 @@ _ADVICE = {
 }
 
 
+def os_advice(e: OSError) -> str:
+    """What to do about an OSError, in a few words."""
+    return _ADVICE.get(e.errno or 0, "check the path and try again")
+
+
 def os_error_line(e: OSError) -> str:
     """An OSError as one line: what failed, on which file, and what to do."""
     where = f" {e.filename}" if e.filename else ""
-    advice = _ADVICE.get(e.errno or 0, "check the path and try again")
-    return f"{e.strerror or e}:{where}; {advice}"
+    return f"{e.strerror or e}:{where}; {os_advice(e)}"

@@ -75,7 +75,7 @@ _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[^.]*)?
 
 
 def temporary_target(name: str) -> str | None:
-    """When ``name`` is a temporary an interrupted :func:`atomic_write` left (``.NAME.XXXXXXXX.tmp.SUFFIX``), the
+    """When ``name`` is a temporary an interrupted :func:`atomic_write` left (``.NAME.<random>.tmp.SUFFIX``), the
     NAME it was writing; a left-over writability probe gives ""; any other name None."""
     if name.startswith(PROBE_PREFIX):
         return ""

@@ -3,57 +3,41 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from fundiff.errors import UserError
+from fundiff.io.files import check_writable
 
 
 def prepare_output(folder: Path, force: bool = False) -> Path:
     """Make sure ``folder`` can take a new run's files, before the work: not a file, not a non-empty folder
-    (unless ``force``), and writable (created if missing). Every OS error becomes one line."""
+    (unless ``force``), and writable (created if missing). Every OS error becomes one line; with ``force``, the
+    earlier run's files are removed only once the folder is known to be writable."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--out {folder} is a file; give a folder")
     if folder.is_dir() and any(folder.iterdir()) and not force:
         raise UserError(f"{folder} already exists and is not empty; pass --force or another --out")
+    check_writable(folder)
     if force and folder.is_dir():
         remove_earlier_run(folder)
-    for parent in folder.parents:
-        if parent.exists() and not parent.is_dir():
-            raise UserError(f"cannot write into {folder}: {parent} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot write into {folder}: {e.strerror or e}") from None
-    _probe(folder)
+        raise UserError(f"cannot write into {folder}: {e.strerror or e}; choose another --out") from None
     return folder
 
 
 def prepare_file(path: Path, force: bool = False) -> Path:
     """The same guard for a command whose output is one file: not a folder, not there already (unless ``force``),
-    and its folder writable, all before the work."""
+    and its folder writable, all before the work (the folder is made when the file is written)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"--out {path} is a folder; give a file name")
     if path.exists() and not force:
         raise UserError(f"{path} exists; pass --force to replace it")
-    parent = path.parent
-    for folder in [parent, *parent.parents]:
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"cannot write {path}: {folder} is a file, not a folder")
-    prepare_output(parent, force=True) if not parent.exists() else _probe(parent)
+    check_writable(path.parent)
     return path
-
-
-def _probe(folder: Path) -> None:
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".fundiff-write-test-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise UserError(f"cannot write into {folder}: {e.strerror or e}") from None
 
 
 RECORDS = ("args.json", "sample.json", "figures.json", "eval.json")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from fundiff.errors import UserError
+from fundiff.errors import UserError, os_advice
 from fundiff.evaluate.runs import default_judge_path
 from fundiff.io.files import check_writable, remove_temporaries, versions, write_json
 from fundiff.partb.figures import loss_comparison
@@ -98,8 +98,8 @@ def run_report(o: ReportOptions) -> Path:
         return _build(o, p)
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
-        raise UserError(f"the report in {o.out} stopped: {e.strerror or e}{where}; fix that (free some space, make "
-                        "the folder writable), then run the same command again: finished stages are kept") from None
+        raise UserError(f"the report in {o.out} stopped: {e.strerror or e}{where}; {os_advice(e)}, then run the "
+                        "same command again: finished stages are kept") from None
 
 
 def _build(o: ReportOptions, p: Profile) -> Path:

@@ -8,11 +8,10 @@ rerun, with or without --resume, deletes those and starts over. Folders holding 
 
 from __future__ import annotations
 
-import errno
 import re
 from pathlib import Path
 
-from fundiff.errors import UserError
+from fundiff.errors import UserError, os_advice
 from fundiff.io.files import check_writable, pick_device, remove_temporaries, temporary_target
 from fundiff.progress import say
 from fundiff.train import checkpoint as ckpt
@@ -157,15 +156,10 @@ def _remove_train_files(out: Path) -> None:
             p.rmdir()
 
 
-ADVICE = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (the disk quota is full)",
-          errno.EFBIG: "free some space or raise the file-size limit", errno.EROFS: "make the file system writable",
-          errno.EACCES: "make the folder writable again", errno.EPERM: "make the folder writable again"}
-
-
 def _stopped(e: OSError, out: Path) -> str:
     """One line for an OS error met while training: what happened, and how to go on."""
     where = f" ({e.filename})" if e.filename else ""
-    advice = ADVICE.get(e.errno or 0, "fix the cause")
+    advice = os_advice(e)
     started = (out / ckpt.RUN_FILE).is_file()
     again = "run the same command with --resume to continue from the last finished epoch" if started else \
         "run the same command again"
