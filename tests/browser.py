@@ -35,6 +35,7 @@ LAPTOP = {"viewport": {"width": 1366, "height": 900}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 TIMEOUT_MS = 10_000
+SCREENSHOT_TIMEOUT_MS = 120_000  # a long full page on a loaded 2-core machine (the test suite runs 4 workers)
 KATEX_WAIT_MS = 300
 
 # Make every <img> load now (lazy ones too), then wait (bounded) until each has loaded or failed.
@@ -167,7 +168,7 @@ def _visit(browser: Any, url: str, options: dict, shot: Path, found: dict) -> di
         page.wait_for_timeout(KATEX_WAIT_MS)  # auto-render runs on load; give it (and its fonts) a moment
         page.evaluate("document.fonts.ready.then(() => true)")
         facts = page.evaluate(_INSPECT_JS)
-        page.screenshot(path=str(shot), full_page=True)
+        page.screenshot(path=str(shot), full_page=True, timeout=SCREENSHOT_TIMEOUT_MS)
     finally:
         context.close()
     return facts
