@@ -145,7 +145,7 @@ def test_an_output_that_cannot_be_written_is_one_line_before_the_work(cli, where
     ("generate", "--guidance", "nan"), ("generate", "--guidance", "inf"), ("generate", "--guidance", "-inf"),
     ("hybrid", "--low", "1", "--high", "7", "--sigma", "nan"),
     ("train", "class", "--lr", "nan"), ("train", "class", "--ema-decay", "inf"),
-    ("evaluate-parta", "--hybrid-sigma", "nan"),
+    ("evaluate-parta", "--guidance", "nan"),
 ])
 def test_non_finite_numbers_are_refused(cli, args):
     one_line(cli(*args), "finite")

@@ -73,7 +73,9 @@ def test_part0_text_to_image_in_two_stages(tmp_path, monkeypatch, capsys):
     (["noise", "{img}"], ["noisy_256_t250.png", "noisy_256_t750.png"]),
     (["denoise", "{img}", "--t", 500], ["iterative_t500_256.png", "one_step_t500_256.png"]),
     (["edit", "{img}", "--i-start", 1, 3, "--prompt", "a rocket ship"], ["edit_i01_256.png", "edit_i03_256.png"]),
-    (["inpaint", "{img}", "--box", 24, 2, 40, 30], ["inpainted_256_raw.png", "inpainted_256_blended.png"]),
+    (["inpaint", "{img}", "--box", 24, 2, 40, 30],
+     ["inpainted_256_original.png", "inpainted_256_raw.png", "inpainted_256_naive_paste.png",
+      "inpainted_256_laplacian_blend.png"]),
     (["anagram", "--prompt", "an oil painting of an old man", "--prompt",
       "an oil painting of people around a campfire", "--n", 1],
      ["anagram_256_00_identity.png", "anagram_256_00_flip.png"]),
@@ -113,7 +115,9 @@ def test_parta_writes_every_deliverable_and_resumes(tmp_path, monkeypatch, capsy
     assert sdedit["args"]["condition"] == "a high quality photo"
     assert json.loads((out / "1.5_sampling/args.json").read_text())["guidance"] == 1.0
     assert json.loads((out / "1.7.3_text/test/args.json").read_text())["args"]["condition"] == "a rocket ship"
-    assert _size(out / "1.7.2_inpaint/test/inpainted_256_blended.png") == (256, 256)
+    assert _size(out / "1.7.2_inpaint/test/inpainted_256_laplacian_blend.png") == (256, 256)
+    inpainting = json.loads((out / "1.7.2_inpaint/test/args.json").read_text())
+    assert inpainting["args"]["columns_256"] == ["original", "raw", "naive_paste", "laplacian_blend"]
     assert _size(out / "1.8_anagram/1-an_old_man-people_around_a_campfire/anagram_00_flip.png") == (64, 64)
     summary = json.loads((out / "parta.json").read_text())
     assert len(summary["ran"]) == 17 and summary["already_done"] == []

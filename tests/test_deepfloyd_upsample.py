@@ -1,5 +1,6 @@
 """upsample.py: DeepFloyd IF stage II over fundiff's loop (tiny random 256 px model), parity with diffusers'
-IFSuperResolutionPipeline, the anagram and hybrid reductions at 256 px, and Laplacian-pyramid blending."""
+IFSuperResolutionPipeline, the anagram and hybrid reductions at 256 px, naive pasting and Laplacian-pyramid
+blending."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from fundiff.models.deepfloyd.stage2 import (  # noqa: E402
     laplacian_blend,
     laplacian_pyramid,
     load_upsampler,
+    naive_paste,
     reconstruct,
     upsample,
     upsample_anagram,
@@ -115,14 +117,32 @@ def test_laplacian_blend_keeps_each_side():
     torch.testing.assert_close(out[..., :40, 120:136], a[..., :40, 120:136], atol=0.05, rtol=0)  # deep inside: ~a
 
 
-def test_upsampled_inpainting_is_blended_with_the_original(up):
+def test_naive_paste_is_the_original_outside_the_mask_and_raw_inside():
+    g = torch.Generator().manual_seed(2)
+    raw, original = torch.rand(2, 3, 32, 32, generator=g), torch.rand(1, 3, 32, 32, generator=g)
+    m = torch.zeros(1, 1, 32, 32)
+    m[..., 4:12, 8:20] = 1
+    out = naive_paste(raw, original, m)
+    inside = m.bool().expand_as(raw)
+    assert out.shape == raw.shape
+    assert torch.equal(out[inside], raw[inside])
+    assert torch.equal(out[~inside], original.expand_as(raw)[~inside])
+    assert torch.equal(naive_paste(raw, original, m.bool()), out)
+    with pytest.raises(UserError, match="one size"):
+        naive_paste(raw, original, torch.ones(1, 1, 16, 16))
+
+
+def test_upsampled_inpainting_is_pasted_and_blended_into_the_original(up):
     img, original = _images(1), torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(9))
     mask = torch.zeros(1, 1, 64, 64)
     mask[..., 2:30, 24:40] = 1
-    raw, blended = upsample_inpainting(up, img, original, mask, "a high quality photo", sampling=FAST)
-    assert raw.shape == blended.shape == (1, 3, 256, 256)
+    raw, pasted, blended = upsample_inpainting(up, img, original, mask, "a high quality photo", sampling=FAST)
+    assert raw.shape == pasted.shape == blended.shape == (1, 3, 256, 256)
     torch.testing.assert_close(blended[..., 200:, :], original[..., 200:, :], atol=1e-5, rtol=0)
     assert not torch.allclose(raw[..., 200:, :], original[..., 200:, :], atol=0.1)
+    inside = torch.zeros(1, 3, 256, 256, dtype=torch.bool)
+    inside[..., 8:120, 96:160] = True  # the 64 px box, nearest-neighbour upscaled
+    assert torch.equal(pasted[inside], raw[inside]) and torch.equal(pasted[~inside], original[~inside])
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 64, 32), (1, 1, 64, 64), (3, 64, 64), (1, 3, 512, 512)])

@@ -15,6 +15,7 @@ import torch
 
 from fundiff.core import edits
 from fundiff.core.bands import check_blur, frequency_bands, gaussian_lowpass, hybrid_denoiser
+from fundiff.core.colour import colour_hybrid_denoiser
 from fundiff.core.contract import Condition, Denoiser
 from fundiff.core.guidance import guidance_gate
 from fundiff.core.loop import Callback, Projection, make_step, run_loop
@@ -302,3 +303,29 @@ def hybrid_sigmas(model: DiffusionModel, n_conditions: int, sigmas: Sequence[flo
 def lowpass_view(images: torch.Tensor, kernel: int = 33, sigma: float = 2.0) -> torch.Tensor:
     """What a hybrid looks like from far away: its low-pass copy."""
     return gaussian_lowpass(images, kernel, sigma)
+
+
+def colour_hybrid(model: DiffusionModel, conditions: Sequence[Condition], n: int = 1, *,
+                  guidance: float | None = None, seed: int = 0, sampling: Sampling | None = None,
+                  progress: bool = False) -> torch.Tensor:
+    """Colour hybrids (factorized diffusion): eps = g(eps_1) + c(eps_2), g = the greyscale component (channel
+    mean), c = identity - g (:mod:`fundiff.core.colour`); the image's greyscale version reads as
+    ``conditions[0]``, its colours follow ``conditions[1]``. RGB models only."""
+    conditions = check_colour_hybrid(model, conditions)
+    s = settings(model, sampling, guidance)
+    fn = colour_hybrid_denoiser([guided(model, c, s) for c in conditions])
+    g = torch.Generator().manual_seed(seed)
+    x = _noise(model, n, g)
+    return _out(model, sample(model, fn, x, timesteps(model, s), s, g, progress=progress))
+
+
+def check_colour_hybrid(model: DiffusionModel, conditions: Sequence[Condition]) -> list[Condition]:
+    """An RGB model and two conditions (greyscale, colour), each known to the model; returns them checked."""
+    if model.channels != 3:
+        plural = "" if model.channels == 1 else "s"
+        raise UserError(f"colour hybrids need an RGB model; model {model.name} draws {model.channels} "
+                        f"channel{plural}")
+    given = 1 if conditions is None or isinstance(conditions, str | int) else len(conditions)
+    if given != 2:
+        raise UserError(f"a colour hybrid takes 2 prompts (greyscale, colour), got {given}")
+    return [model.check_condition(c) for c in conditions]

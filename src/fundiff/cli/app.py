@@ -63,7 +63,8 @@ Epoch = Annotated[int | None, Opt(help="use the weights saved after this epoch")
 
 @command(app)
 def sample(
-    model: Annotated[str, typer.Argument(help="digits (shipped), a training run directory or a weights file")],
+    model: Annotated[str, typer.Argument(help="digits or fashion (shipped), a training run directory or a weights "
+                                               "file")],
     s: SamplingOptions, o: OutputOptions,
     classes: Annotated[str | None, Opt(help="classes, e.g. 0-9 or 3,5 (default 0-9 for a class model)")] = None,
     per_class: Annotated[int, Opt(help="samples per class (an unconditional model: 10 x this many)")] = 4,
@@ -96,26 +97,26 @@ def evaluate(
 
 @command(app, "evaluate-parta")
 def evaluate_parta(
-    model: Annotated[str, Opt(help="a class-conditioned digit model: digits (shipped), a run dir or weights")]
-    = "digits",
+    model: Annotated[list[str] | None, Opt(help="a class-conditioned 28x28 model with 10 classes: a shipped name, a "
+                                           "run dir or weights; repeat for more (default: every shipped model "
+                                           "installed)")] = None,
     out: Annotated[Path, Opt(help="output directory")] = Path("runs/parta-eval"),
-    pairs: Annotated[int, Opt(help="class pairs for anagrams and hybrids")] = 30,
+    pairs: Annotated[int | None, Opt(help="a seeded subset of this many ordered class pairs (and as many "
+                                     "triples) for anagrams and hybrids (default: all 90)")] = None,
     per_pair: Annotated[int, Opt(help="images per pair")] = 4,
-    per_target: Annotated[int, Opt(help="edited real digits per target class")] = 20,
-    hybrid_kernel: Annotated[int, Opt()] = 33,
-    hybrid_sigma: Annotated[float, Opt(help="low-pass sigma (1.75 balances the two readings at 28 px)")] = 1.75,
+    per_target: Annotated[int, Opt(help="edited real images per target class")] = 20,
     guidance: Annotated[float | None, Opt(help="CFG scale (default: the model's)")] = None,
     seed: Annotated[int, Opt(help=SEED_HELP)] = 0,
     force: Annotated[bool, Opt("--force")] = False,
     device: Device = "auto",
 ) -> None:
-    """Judge-measured Part A: class edits, anagrams (flip, rotate_90), hybrids, SDEdit of drawings."""
-    from fundiff.evaluate.parta_suite import run_evaluate_parta
+    """Judge-measured Part A with 95% intervals: class edits, anagrams (flip, rotate_90, rotate_180, transpose, three
+    views) and hybrids as `fundiff anagram` / `fundiff hybrid` make them by default, SDEdit of drawings."""
+    from fundiff.evaluate.parta_suite import run_evaluate_models
 
-    if min(pairs, per_pair, per_target) < 1:
+    if min(pairs if pairs is not None else 1, per_pair, per_target) < 1:
         raise UserError("--pairs, --per-pair and --per-target must be at least 1")
-    run_evaluate_parta(model, out, min(pairs, 90), per_pair, per_target, hybrid_sigma, hybrid_kernel, guidance,
-                       seed, force, device)
+    run_evaluate_models(model, out, pairs, per_pair, per_target, guidance, seed, force, device)
 
 
 @command(judge_app, "train")

@@ -37,8 +37,8 @@ ModelOptions = ModelSpec
 StageTwoOptions = StageTwo
 LIBRARY_OPTIONS: dict[type, dict[str, tuple[str, ...]]] = {
     ModelSpec: {
-        "model": ("digits (shipped), a fundiff run dir or weights file, deepfloyd[:IF-I-M-v1.0] or a local IF dir, "
-                  "or a diffusers UNet2DModel dir or Hub id",),
+        "model": ("digits or fashion (shipped), a fundiff run dir or weights file, deepfloyd[:IF-I-M-v1.0] or a "
+                  "local IF dir, or a diffusers UNet2DModel dir or Hub id",),
         "device": (DEVICE_HELP,),
         "prompt_cache": ("DeepFloyd prompt-embedding cache (.pth or .safetensors; default $FUNDIFF_PROMPT_CACHE or "
                          "~/.cache/fundiff/prompt_embeds.pth)", "--prompt-cache", "--cache"),

@@ -1,4 +1,5 @@
-"""Part A commands of the ``fundiff`` CLI (spec.md 1.1-1.9): parse, call :mod:`fundiff.results.parta`, write.
+"""Part A commands of the ``fundiff`` CLI (spec.md 1.1-1.9, and colour hybrids): parse, call
+:mod:`fundiff.results.parta`, write.
 
 Options that take several values accept them space-separated (``--t 250 500 750``,
 ``--i-start 1 3 5``, ``--views flip rotate_90``) or repeated (``--t 250 --t 500``). The option groups
@@ -127,6 +128,16 @@ def register(app: typer.Typer) -> None:
 
         prompts = [low, high] if mid is None else [low, mid, high]
         run_hybrid(prompts, n, kernel, sigma, _run("hybrid", m, s, o, up, "-".join(prompts), n))
+
+    @command(app, "colour-hybrid")
+    def colour_hybrid(m: ModelOptions, s: SamplingOptions, o: OutputOptions, up: StageTwoOptions,
+                      grey: Annotated[str, Opt(help="prompt the greyscale version reads as")],
+                      colour: Annotated[str, Opt(help="prompt the colours paint")], n: N = 4) -> None:
+        """Colour hybrids (factorized diffusion): eps = g(eps_grey) + c(eps_colour), g = the channel mean (greyscale),
+        c = identity - g; RGB models (DeepFloyd), with --upsample at 256 px too."""
+        from fundiff.results.parta import run_colour_hybrid
+
+        run_colour_hybrid([grey, colour], n, _run("colour-hybrid", m, s, o, up, f"{grey}-{colour}", n))
 
 
 def expand_multi_values(argv: list[str]) -> list[str]:

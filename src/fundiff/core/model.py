@@ -25,7 +25,11 @@ class DiffusionModel:
     :class:`FlowPath`. ``conditioning`` is "class", "prompt" or "none"; ``value_range`` is the data range
     of x_0 ((0, 1) for fundiff's digits, (-1, 1) for DeepFloyd and most diffusers models);
     ``light_on_dark`` says its images are light strokes on a dark ground (MNIST), which image loading uses
-    to orient drawings. ``sampling`` holds every sampling default from the model's card.
+    to orient drawings; ``mnist_framing`` that a drawing given to it is framed as MNIST framed its digits (the
+    ink fit into 20 of 28 pixels; the default of ``edit --fit``): digit models, not Fashion-MNIST's clothes,
+    which fill the frame. A class is its number or, when the model has ``class_names``, its name in any case,
+    one of ``class_aliases`` (lower case -> class), or either with a plural s. ``sampling`` holds every
+    sampling default from the model's card.
     """
 
     name: str
@@ -39,7 +43,9 @@ class DiffusionModel:
     learned_variance: bool = False
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
+    class_aliases: dict[str, int] = field(default_factory=dict)
     light_on_dark: bool = False
+    mnist_framing: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     info: dict = field(default_factory=dict)
 
@@ -79,9 +85,9 @@ class DiffusionModel:
 
     def _check_class(self, condition: Condition) -> int:
         text = str(condition).strip()
-        names = [n.lower() for n in self.class_names]
-        if text.lower() in names:
-            return names.index(text.lower())
+        named = self._class_of_name(text)
+        if named is not None:
+            return named
         if not (text.isascii() and text.lstrip("-").isdigit()):
             known = f" or a name ({', '.join(self.class_names)})" if self.class_names else ""
             raise UserError(f"model {self.name} is class-conditioned: give a class 0-{self.num_classes - 1}{known}, "
@@ -89,6 +95,16 @@ class DiffusionModel:
         if not 0 <= int(text) < self.num_classes:
             raise UserError(f"class {text} is outside 0-{self.num_classes - 1} for model {self.name}")
         return int(text)
+
+    def _class_of_name(self, text: str) -> int | None:
+        """The class a name means: a class name (any case), else an alias, else either without a plural s/es."""
+        known = {**{k.lower(): c for k, c in self.class_aliases.items()},
+                 **{n.lower(): c for c, n in enumerate(self.class_names)}}
+        word = " ".join(text.lower().split())
+        for key in (word, word.removesuffix("s"), word.removesuffix("es")):
+            if key in known:
+                return known[key]
+        return None
 
     def to_model_range(self, x01: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> the model's data range."""

@@ -11,8 +11,10 @@ Every image file goes through the same procedure, so any photo or drawing reache
 5. Centre-crop to a square (the shorter side; the longer side loses equal margins).
 6. Resize to size x size with Lanczos.
 7. To a float32 tensor (1, C, size, size) in [0, 1].
-8. If the model's data are light strokes on a dark background (``light_on_dark``, like MNIST), invert:
-   ``invert="auto"`` inverts when the mean is above 0.5 (dark ink on white paper), "yes" always, "no" never.
+8. If the model's data are light on a dark background (``light_on_dark``, like MNIST and Fashion-MNIST), invert:
+   ``invert="auto"`` inverts when the background is light, i.e. the image's outer ring (its outer 1/14 on each
+   side) averages above 0.5 (dark ink on white paper; clothes on a white backdrop, even dark ones that fill most
+   of the frame), "yes" always, "no" never.
 9. If ``fit`` (MNIST framing, for drawings), after inversion: take the bounding box of the ink (luminance
    above 0.1 of its maximum), pad it to a centred square, resize that to round(size * 20 / 28) pixels,
    and paste it on a black size x size canvas so its centre of mass lands at the canvas centre (shifted
@@ -53,7 +55,7 @@ def load_image(path: Path, size: int, channels: int, light_on_dark: bool = False
         raise UserError(f"invert must be one of {', '.join(INVERT_CHOICES)}, not {invert!r}")
     img = _to_mode(_over_white(_open(path)), channels)
     x = _to_tensor(_square(img, size, Image.Resampling.LANCZOS), channels)
-    if light_on_dark and (invert == "yes" or (invert == "auto" and float(x.mean()) > 0.5)):
+    if light_on_dark and (invert == "yes" or (invert == "auto" and _background(x) > 0.5)):
         x = 1 - x
     return _fit(x, size, path) if fit else x
 
@@ -186,6 +188,14 @@ def _to_tensor(img: Image.Image, channels: int) -> torch.Tensor:
     a = a[..., None] if a.ndim == 2 else a
     x = torch.from_numpy(a.transpose(2, 0, 1).copy()).clamp(0, 1)
     return x.expand(channels, -1, -1).clone()[None]
+
+
+def _background(x: torch.Tensor) -> float:
+    """Step 8: the mean of the outer ring of an image (1, C, H, W), all channels: its background."""
+    w = max(1, x.shape[-1] // 14)
+    ring = torch.ones(x.shape[-2:], dtype=torch.bool)
+    ring[w:-w, w:-w] = False
+    return float(x[..., ring].mean())
 
 
 def _luminance(x: np.ndarray) -> np.ndarray:

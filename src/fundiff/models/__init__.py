@@ -1,7 +1,7 @@
-"""Loading any model a user can name into one :class:`~fundiff.core.model.DiffusionModel`: the digit model
-fundiff ships (``digits``), a fundiff run directory or weights file (DDPM or flow matching), DeepFloyd IF
-stage I (``deepfloyd``, ``deepfloyd:NAME``, a local IFPipeline directory), or a diffusers UNet2DModel (a local
-directory or a Hub id such as ``google/ddpm-cifar10-32``)."""
+"""Loading any model a user can name into one :class:`~fundiff.core.model.DiffusionModel`: the models fundiff
+ships (``digits``: MNIST digits, ``fashion``: Fashion-MNIST clothes), a fundiff run directory or weights file (DDPM
+or flow matching), DeepFloyd IF stage I (``deepfloyd``, ``deepfloyd:NAME``, a local IFPipeline directory), or a
+diffusers UNet2DModel (a local directory or a Hub id such as ``google/ddpm-cifar10-32``)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from fundiff.models.diffusers_unet import diffusers_unet_model, is_diffusers_dir
 from fundiff.models.fundiff_unet import fundiff_model
 from fundiff.train.checkpoint import RUN_FILE, load_model
 
-SHIPPED = {"digits": "digits.safetensors"}
-"""Models inside the package: name -> file in fundiff/assets (a card ``<stem>.json`` beside it)."""
-MODEL_HELP = ("digits (shipped), a fundiff run directory or weights file, deepfloyd[:IF-I-M-v1.0] or a local IF "
-              "directory, or a diffusers UNet2DModel directory or Hub id")
+SHIPPED = {"digits": "digits.safetensors", "fashion": "fashion.safetensors"}
+"""Models inside the package: name -> file in fundiff/assets (a card ``<stem>.json`` beside it; both written by
+tools/ship_model.py)."""
+MODEL_HELP = ("digits or fashion (shipped), a fundiff run directory or weights file, deepfloyd[:IF-I-M-v1.0] or a "
+              "local IF directory, or a diffusers UNet2DModel directory or Hub id")
 
 
 def shipped_path(name: str) -> Path:

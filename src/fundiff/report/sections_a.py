@@ -86,6 +86,8 @@ def _df_caption(folder: Path, name: str, args: dict) -> str:
     a, s = args.get("args", {}), args.get("sampling", {})
     what = {k: a[k] for k in ("t", "i_start", "condition", "prompts", "low", "high", "box", "columns") if a.get(k)}
     size = "256 px, stage II" if "_256" in name else "64 px, stage I"
+    if "_256" in name and a.get("columns_256"):  # stage II grids with columns of their own (inpainting)
+        what["columns"] = a["columns_256"]
     steps = f"{s['steps']} steps" if s.get("steps") else f"stride {s.get('stride') or 30}"
     detail = "; ".join(f"{k} {v}" for k, v in what.items())
     return (f"DeepFloyd IF, {folder.parent.name}/{folder.name} ({size}): {detail}. Seed {args.get('seed')}, CFG "

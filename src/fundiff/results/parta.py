@@ -1,5 +1,5 @@
-"""Result folders of the Part A operations (``fundiff noise | denoise | generate | edit | inpaint | anagram | hybrid``,
-``fundiff parta`` and the report's DeepFloyd section): load, call :mod:`fundiff.parta`, write.
+"""Result folders of the Part A operations (``fundiff noise | denoise | generate | edit | inpaint | anagram | hybrid |
+colour-hybrid``, ``fundiff parta`` and the report's DeepFloyd section): load, call :mod:`fundiff.parta`, write.
 
 Each command writes PNGs (single images at the model's size, grids enlarged) and ``args.json`` (arguments, seed,
 the resolved sampling settings, model, versions) into its output folder. With a DeepFloyd model,
@@ -18,6 +18,7 @@ import typer
 
 from fundiff import parta as ops
 from fundiff.core.bands import check_blur
+from fundiff.core.colour import greyscale_component
 from fundiff.core.edits import check_i_start
 from fundiff.core.model import Condition, DiffusionModel
 from fundiff.core.sampling import Sampling
@@ -211,7 +212,7 @@ def _part0(run: Run) -> bool:
 
 def run_edit(image: Path, i_starts: list[int] | None, fit: bool | None, invert: str, cond_args: tuple,
              run: Run) -> Path:
-    fit = run.model.light_on_dark if fit is None else fit
+    fit = run.model.mnist_framing if fit is None else fit  # digit models: drawings framed like MNIST digits
     x0 = _input(run, image, fit, invert)
     cond = condition_of(run.model, *cond_args)
     i_starts = i_starts or ops.default_i_starts(run.model, run.sampling)
@@ -245,7 +246,8 @@ def run_inpaint(image: Path, mask: Path | None, box: list[int] | None, cond_args
     if run.up.upsample:
         stage2.upsample_inpainted(run, "inpainted", x, cond, image, m)
     return run.finish(image=str(image), mask=str(mask) if mask else None, box=box, condition=cond,
-                      columns=["input", "mask", "kept", "inpainted"])
+                      columns=["input", "mask", "kept", "inpainted"],
+                      **({"columns_256": list(stage2.INPAINT_256)} if run.up.upsample else {}))
 
 
 def run_anagram(prompts: list[str], views: list[str], n: int, run: Run) -> Path:
@@ -280,3 +282,19 @@ def run_hybrid(prompts: list[str], n: int, kernel: int, sigmas: list[float] | No
     low, *mid, high = prompts
     return run.finish(low=low, mid=mid[0] if mid else None, high=high, conditions=conds, n=n, kernel=kernel,
                       sigmas=sigmas, columns=["hybrid", f"low-pass (sigma {max(sigmas):g}, as seen from far)"])
+
+
+def run_colour_hybrid(prompts: list[str], n: int, run: Run) -> Path:
+    """A colour hybrid (:func:`fundiff.parta.colour_hybrid`): each image, and a grid of image and greyscale version
+    (what the grey prompt should read as); with --upsample the same at 256 px."""
+    conds = ops.check_colour_hybrid(run.model, prompts)
+    run.begin()
+    x = ops.colour_hybrid(run.model, conds, n, seed=run.seed, sampling=run.sampling, progress=True)
+    for i in range(n):
+        run.image(x[i:i + 1], f"colour_hybrid_{i:02d}.png")
+    run.grid(torch.stack([x, greyscale_component(x)], 1).flatten(0, 1), "colour_hybrid.png", nrow=2)
+    if run.up.upsample:
+        stage2.upsample_colour_hybrid_images(run, "colour_hybrid", x, conds)
+    grey, colour = prompts
+    return run.finish(grey=grey, colour=colour, conditions=conds, n=n,
+                      columns=["colour hybrid", "greyscale (as the grey prompt should read)"])

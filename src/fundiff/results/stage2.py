@@ -10,6 +10,7 @@ import torch
 
 from fundiff.core import edits
 from fundiff.core.bands import frequency_bands
+from fundiff.core.colour import greyscale_component
 from fundiff.core.model import Condition
 from fundiff.core.sampling import Sampling
 from fundiff.core.views import make_view
@@ -82,16 +83,33 @@ def upsample_hybrid_images(run: Run, stem: str, x: torch.Tensor, conditions: lis
     return hr
 
 
+INPAINT_256 = ("original", "raw", "naive_paste", "laplacian_blend")
+"""The stage-II inpainting pictures, in the grid's order: the 256 px original, stage II of the inpainted image,
+that pasted into the original with a hard mask edge, and blended into it by a Laplacian pyramid."""
+
+
 def upsample_inpainted(run: Run, stem: str, x: torch.Tensor, condition: Condition, image: Path,
                        mask: torch.Tensor) -> torch.Tensor:
-    """Stage II of an inpainted image, blended with the 256 px original outside the mask (Laplacian pyramid)."""
+    """Stage II of an inpainted image, put back into the 256 px original outside the mask two ways: a naive paste
+    (hard edge) and a Laplacian-pyramid blend; saved as :data:`INPAINT_256`. Returns the blend."""
     from fundiff.models.deepfloyd.stage2 import upsample_inpainting
 
     up = stage_2(run)
     original = load_image(Path(image), up.image_size, 3)
-    hr, blended = upsample_inpainting(up, x, original, mask, condition, None, run.seed, stage2_sampling(run))
-    _save_all(run, torch.cat([original, hr, blended]), stem, 3, names=["original", "raw", "blended"])
+    hr, pasted, blended = upsample_inpainting(up, x, original, mask, condition, None, run.seed, stage2_sampling(run))
+    _save_all(run, torch.cat([original, hr, pasted, blended]), stem, len(INPAINT_256), names=list(INPAINT_256))
     return blended
+
+
+def upsample_colour_hybrid_images(run: Run, stem: str, x: torch.Tensor, conditions: list[Condition]
+                                  ) -> torch.Tensor:
+    """Stage II of a colour hybrid (greyscale and colour components at 256 px); saved with its greyscale version."""
+    from fundiff.models.deepfloyd.stage2 import upsample_colour_hybrid
+
+    hr = upsample_colour_hybrid(stage_2(run), x, conditions, None, run.seed, stage2_sampling(run))
+    names = [f"{i:02d}{side}" for i in range(len(hr)) for side in ("", "_grey")]
+    _save_all(run, torch.stack([hr, greyscale_component(hr)], 1).flatten(0, 1), stem, 2, names)
+    return hr
 
 
 def _save_all(run: Run, images: torch.Tensor, stem: str, nrow: int, names: list[str] | None = None) -> None:

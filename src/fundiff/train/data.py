@@ -19,6 +19,12 @@ import torch
 from fundiff.errors import UserError
 
 DATASETS = ("mnist", "fashion")
+CLASS_NAMES = {"fashion": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                           "Ankle boot")}
+"""The names of the ten labels of a data set, in label order (digits have none: their labels are 0-9)."""
+CLASS_ALIASES = {"fashion": {"t-shirt": 0, "tshirt": 0, "tee": 0, "top": 0, "pants": 1, "sweater": 2, "handbag": 8,
+                             "boot": 9}}
+"""Other words for a data set's classes (lower case -> label); plurals need none (a trailing s or es is dropped)."""
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -8,9 +8,11 @@ strided DDPM loop (:func:`fundiff.core.loop.sample_loop`) runs it, with CFG (gam
 
 So that illusions survive upsampling, stage II applies the reductions of stage I: an anagram's eps is
 mean_i inverse_view_i(eps(view_i(x_t), view_i(upscaled), p_i)); a hybrid's is lowpass(eps_1) + highpass(eps_2)
-with the filter scaled to 256 px (kernel 33 sigma 2 at 64 px -> kernel 129 sigma 8). An inpainted image is
-upsampled and then blended with the 256 px original by a Laplacian pyramid (:func:`laplacian_blend`), so the
-region outside the mask keeps the original's detail.
+with the filter scaled to 256 px (kernel 33 sigma 2 at 64 px -> kernel 129 sigma 8); a colour hybrid's is
+g(eps_1) + c(eps_2) (greyscale and colour components, per pixel, so nothing to scale). An inpainted image is
+upsampled and then put back into the 256 px original two ways: a naive paste with a hard mask edge
+(:func:`naive_paste`) and a Laplacian-pyramid blend (:func:`laplacian_blend`), so the region outside the mask
+keeps the original's detail and the seam is blended.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fundiff.core.bands import frequency_bands, gaussian_lowpass, hybrid_denoiser
+from fundiff.core.colour import colour_hybrid_denoiser
 from fundiff.core.guidance import guidance_gate
 from fundiff.core.loop import sample_loop
 from fundiff.core.model import Condition, DiffusionModel, EpsFn
@@ -174,17 +177,26 @@ def upsample_hybrid(up: Upsampler, images: Tensor, conditions: Sequence[Conditio
                 seed, sampling)
 
 
+def upsample_colour_hybrid(up: Upsampler, images: Tensor, conditions: Sequence[Condition],
+                           guidance: float | None = None, seed: int = 0, sampling: Sampling = STAGE2_SAMPLING
+                           ) -> Tensor:
+    """Stage II of a colour hybrid: eps = g(eps_1(x_t, upscaled)) + c(eps_2(x_t, upscaled)) with g the greyscale
+    and c the colour component (:mod:`fundiff.core.colour`); conditions are (greyscale prompt, colour prompt)."""
+    return _run(up, images, lambda u: colour_hybrid_denoiser([up.guided(c, u, guidance) for c in conditions]),
+                seed, sampling)
+
+
 def upsample_inpainting(up: Upsampler, inpainted: Tensor, original: Tensor, mask: Tensor,
                         condition: Condition = None, guidance: float | None = None, seed: int = 0,
-                        sampling: Sampling = STAGE2_SAMPLING, levels: int = 5) -> tuple[Tensor, Tensor]:
-    """(stage II of the inpainted image, its Laplacian-pyramid blend with the 256 px ``original`` outside the
-    mask); ``mask`` (1, 1, 64, 64) is 1 where new content went and is upscaled by nearest neighbour."""
+                        sampling: Sampling = STAGE2_SAMPLING, levels: int = 5) -> tuple[Tensor, Tensor, Tensor]:
+    """(stage II of the inpainted image, its naive paste into the 256 px ``original`` and its Laplacian-pyramid
+    blend with it); ``mask`` (1, 1, 64, 64) is 1 where new content went and is upscaled by nearest neighbour."""
     size = up.image_size
     if tuple(original.shape[-2:]) != (size, size):
         raise UserError(f"the original for blending must be {size}x{size}, got {tuple(original.shape[-2:])}")
     raw = upsample(up, inpainted, condition, guidance, seed, sampling)
     m = F.interpolate(mask.float(), (size, size), mode="nearest")
-    return raw, laplacian_blend(raw, original.float(), m, levels)
+    return raw, naive_paste(raw, original.float(), m), laplacian_blend(raw, original.float(), m, levels)
 
 
 def _down(x: Tensor) -> Tensor:
@@ -225,3 +237,12 @@ def laplacian_blend(a: Tensor, b: Tensor, mask: Tensor, levels: int = 5) -> Tens
     gm = gaussian_pyramid(m, levels)
     la, lb = laplacian_pyramid(a.float(), len(gm)), laplacian_pyramid(b.float(), len(gm))
     return reconstruct([w * x + (1 - w) * y for w, x, y in zip(gm, la, lb)]).clamp(0, 1)
+
+
+def naive_paste(raw: Tensor, original: Tensor, mask: Tensor) -> Tensor:
+    """torch.where(mask, raw, original): ``raw`` where mask = 1, ``original`` exactly elsewhere, with a hard edge
+    (the baseline the Laplacian blend improves on). ``mask`` (N or 1, 1, H, W) at the images' size."""
+    sizes = [tuple(t.shape[-2:]) for t in (raw, original, mask)]
+    if len(set(sizes)) != 1:
+        raise UserError(f"a paste needs the raw image, original and mask at one size, got {sizes}")
+    return torch.where(mask == 1, raw, original)
