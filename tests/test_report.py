@@ -76,6 +76,13 @@ def test_every_deliverable_has_its_picture(built):
               "partb/learning-rate/loss_comparison.png", "deepfloyd/1.8_anagram/"):
         assert f in html, f
     assert "not run" not in html.split('id="deepfloyd"')[1][:2000]  # the tiny IF models ran
+    for sid, nxt in (("a-1-8", "a-1-9"), ("a-1-9", "a-measured")):  # typical pictures with the measured rate
+        part = html.split(f'id="{sid}"')[1].split(f'id="{nxt}"')[0]
+        assert "typical results, not picked" in part and "over 1 of the 90 ordered pairs" in part, sid
+        assert "(95% CI " in part and "1 image)" in part, sid
+    measured = html.split('id="a-measured"')[1].split('id="part-b"')[0]
+    assert "digits 95% CI" in measured and "three-view anagram" in measured
+    assert "parta/evaluate/digits/hybrid.png" in measured and "parta/evaluate/digits/anagram_3view.png" in measured
 
 
 def test_rerun_reuses_everything_quickly(built, monkeypatch, capsys):

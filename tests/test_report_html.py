@@ -12,6 +12,7 @@ from fundiff.errors import UserError
 from fundiff.report import html
 from fundiff.report.html import is_number, render
 from fundiff.report.page import Figure, Page, Section, Table
+from fundiff.report.runner import StageResult
 
 
 def _png(path: Path, size: tuple[int, int]) -> Path:
@@ -178,3 +179,71 @@ def test_bad_sections_are_refused(tmp_path: Path) -> None:
         render(Page("T", sections=[Section("a", "A"), Section("a", "B")]), tmp_path)
     with pytest.raises(ValueError, match="level"):
         render(Page("T", sections=[Section("a", "A", level=5)]), tmp_path)
+
+
+def _rate(hits: int, images: int, lo: float, hi: float) -> dict:
+    return {"rate": round(hits / images, 4), "hits": hits, "images": images, "ci95": [lo, hi]}
+
+
+def _evaluation(models: tuple[str, ...] = ("digits", "fashion")) -> StageResult:
+    """A fake ``parta/evaluate`` stage record in the layout of ``run_evaluate_models``."""
+    def one(k: int) -> dict:
+        r = _rate(56 + k, 180, 0.25, 0.38)
+        res = {"edit": {"i_start": 8, "t_start": 225, **_rate(150, 200, 0.69, 0.80)},
+               **{f"anagram_{v}": {"views": ["identity", v], "both": r} for v in
+                  ("transpose", "flip", "rotate_90", "rotate_180")},
+               "anagram_3view": {"all": _rate(20, 180, 0.07, 0.17)},
+               "hybrid": {"kernel": 33, "sigma": 1.75, "shrink_px": 9, "near": r, "both_shrunk": r,
+                          "both_lowpass": _rate(30, 180, 0.12, 0.23)}}
+        if k == 0:
+            res["drawn"] = {"images": 30, "raw_accuracy": 0.9, "edited": {"24": {"t_start": 81, "accuracy": 0.8}}}
+        return res
+    results = {m: one(k) for k, m in enumerate(models)}
+    return StageResult("parta/evaluate", {"models": list(models)}, {"pairs": 90, "per_pair": 2, "per_target": 20,
+                                                                    "results": results}, 1.0)
+
+
+def _anagram_stage() -> StageResult:
+    rec = {"file": "anagrams.png", "caption": "Visual anagrams; typical results, not picked.", "settings": {"seed": 0},
+           "measured": {"model": "digits", "what": "both readings at once",
+                        "rates": [["anagram_flip", "both", "flip"], ["anagram_rotate_90", "both", "rotate 90"]]}}
+    return StageResult("parta/1.8", {}, {"figures": [rec]}, 1.0)
+
+
+def _caption(res: dict, sid: str = "a-1-8") -> str:
+    from fundiff.report import sections_a
+
+    (fig,) = next(s for s in sections_a.part_a(res, Path("out")) if s.id == sid).figures
+    return fig.caption
+
+
+def test_picture_captions_quote_the_measured_rate_when_the_evaluation_ran() -> None:
+    with_eval = _caption({"parta/1.8": _anagram_stage(), "parta/evaluate": _evaluation()})
+    assert with_eval.startswith("Visual anagrams; typical results, not picked. Measured on the digits model")
+    assert ("over all 90 ordered pairs, 2 images each, both readings at once: flip 0.31 (95% CI 0.25-0.38, 180 "
+            "images); rotate 90 0.31 (95% CI 0.25-0.38, 180 images).") in with_eval
+    assert with_eval.endswith("Settings: seed 0.")
+    without = _caption({"parta/1.8": _anagram_stage()})
+    assert without == "Visual anagrams; typical results, not picked. Settings: seed 0."
+    assert "95% CI" not in without
+
+
+def test_measured_table_has_a_column_group_per_model(tmp_path: Path) -> None:
+    from fundiff.report import sections_a
+
+    s = sections_a.measured({"parta/evaluate": _evaluation()}, tmp_path)
+    rates, drawn = s.tables
+    assert rates.header == ["measure", "digits rate", "digits 95% CI", "digits images", "fashion rate",
+                            "fashion 95% CI", "fashion images"]
+    rows = {r[0]: r[1:] for r in rates.rows}
+    assert [r[0] for r in rates.rows][1:5] == [f"anagram, {v}: both readings at once"
+                                              for v in ("flip", "rotate 90", "rotate 180", "transpose")]
+    assert rows["class edit (SDEdit toward a class), the target read"][:3] == ["0.75", "0.69-0.80", "200"]
+    assert rows["anagram, flip: both readings at once"] == ["0.31", "0.25-0.38", "180", "0.32", "0.25-0.38", "180"]
+    assert rows["three-view anagram (upright, rotate 90, rotate 180): all three at once"][:3] == ["0.11", "0.07-0.17",
+                                                                                                 "180"]
+    assert rows["hybrid: near & far, far = shrunk to 9 px and enlarged"][0] == "0.31"
+    assert rows["hybrid: near & far, far = the low-pass copy"][:3] == ["0.17", "0.12-0.23", "180"]
+    assert [r[0] for r in drawn.rows] == ["digits: pen drawings"]  # fashion draws clothes: no drawings
+    none = sections_a.measured({}, tmp_path)
+    assert not none.tables and "Not measured" in none.notes[0]

@@ -30,12 +30,14 @@ SPEC_I_STARTS = (1, 3, 5, 7, 10, 20)
 Conditions = Condition | Sequence[Condition]
 
 
-def settings(model: DiffusionModel, sampling: Sampling | None = None, guidance: float | None = None) -> Sampling:
-    """The settings a run uses: ``sampling`` (and ``guidance``) where given, the model's card elsewhere."""
+def settings(model: DiffusionModel, sampling: Sampling | None = None, guidance: float | None = None,
+             illusion: bool = False) -> Sampling:
+    """The settings a run uses: ``sampling`` (and ``guidance``) where given, the model's card elsewhere (its
+    illusion defaults for anagrams and hybrids when ``illusion``)."""
     asked = sampling or Sampling()
     if guidance is not None:
         asked = replace(asked, guidance=guidance)
-    s = asked.over(model.sampling)
+    s = asked.over(model.illusions() if illusion else model.sampling)
     if s.variance == "learned" and not model.learned_variance:
         raise UserError(f"model {model.name} has no learned variance; use --variance beta or posterior")
     if model.is_flow and s.sampler != "euler":
@@ -240,7 +242,7 @@ def anagram(model: DiffusionModel, conditions: Sequence[Condition], views: Seque
             progress: bool = False) -> torch.Tensor:
     """Visual anagrams (spec 1.8): eps = mean_i inverse_view_i(eps(view_i(x_t), p_i)); images shown upright."""
     check_anagram(model, conditions, views)
-    s = settings(model, sampling, guidance)
+    s = settings(model, sampling, guidance, illusion=True)
     fn = anagram_denoiser([guided(model, c, s) for c in conditions], views_of(model, views))
     g = torch.Generator().manual_seed(seed)
     x = _noise(model, n, g)
@@ -269,7 +271,7 @@ def hybrid(model: DiffusionModel, conditions: Sequence[Condition], n: int = 1, k
     bands (low, middle, high) for three conditions and two sigmas."""
     sigmas = check_hybrid(model, conditions, kernel, sigmas)
     bands = frequency_bands(kernel, sigmas)
-    s = settings(model, sampling, guidance)
+    s = settings(model, sampling, guidance, illusion=True)
     fn = hybrid_denoiser([guided(model, c, s) for c in conditions], bands)
     g = torch.Generator().manual_seed(seed)
     x = _noise(model, n, g)
@@ -312,7 +314,7 @@ def colour_hybrid(model: DiffusionModel, conditions: Sequence[Condition], n: int
     mean), c = identity - g (:mod:`fundiff.core.colour`); the image's greyscale version reads as
     ``conditions[0]``, its colours follow ``conditions[1]``. RGB models only."""
     conditions = check_colour_hybrid(model, conditions)
-    s = settings(model, sampling, guidance)
+    s = settings(model, sampling, guidance, illusion=True)
     fn = colour_hybrid_denoiser([guided(model, c, s) for c in conditions])
     g = torch.Generator().manual_seed(seed)
     x = _noise(model, n, g)

@@ -29,7 +29,8 @@ class DiffusionModel:
     ink fit into 20 of 28 pixels; the default of ``edit --fit``): digit models, not Fashion-MNIST's clothes,
     which fill the frame. A class is its number or, when the model has ``class_names``, its name in any case,
     one of ``class_aliases`` (lower case -> class), or either with a plural s. ``sampling`` holds every
-    sampling default from the model's card.
+    sampling default from the model's card; ``illusion_sampling`` (None: the same) the defaults of anagrams and
+    hybrids, which read better with other settings than plain samples (README, "Illusions").
     """
 
     name: str
@@ -40,6 +41,7 @@ class DiffusionModel:
     conditioning: str
     bind: Callable[[Condition], Denoiser]
     sampling: Sampling
+    illusion_sampling: Sampling | None = None
     learned_variance: bool = False
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
@@ -52,6 +54,10 @@ class DiffusionModel:
     @property
     def is_flow(self) -> bool:
         return isinstance(self.schedule, FlowPath)
+
+    def illusions(self) -> Sampling:
+        """The sampling defaults of anagrams and hybrids (the plain ones when the card gives none)."""
+        return self.illusion_sampling or self.sampling
 
     @property
     def default_guidance(self) -> float:
@@ -122,4 +128,5 @@ class DiffusionModel:
                 "image_size": self.image_size, "channels": self.channels, "value_range": list(self.value_range),
                 "learned_variance": self.learned_variance, "conditioning": self.conditioning,
                 "class_names": list(self.class_names), "sampling": self.sampling.to_dict(),
+                "illusion_sampling": self.illusions().to_dict(),
                 "device": str(self.device), **self.info}

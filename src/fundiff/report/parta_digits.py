@@ -4,7 +4,10 @@ The digit model is class-conditioned, so a class plays the part of a prompt and 
 part of the empty prompt; "a high quality photo" (1.3-1.7) becomes the null class. Timesteps scale
 with T: the reports' t = 250, 500, 750 of 1000 are t = 75, 150, 225 of 300; the strided loop has
 stride 9 (297, 288, ..., 0: 34 entries), so i_start = 10 is t = 207. Each function writes one
-picture into ``out`` and returns caption records {"file", "caption", "settings"}.
+picture into ``out`` and returns caption records {"file", "caption", "settings"}. Anagrams and hybrids
+(1.8, 1.9) are sampled the way ``fundiff anagram`` and ``fundiff hybrid`` sample by default (the model's
+illusion defaults), so the rates the report's evaluation measures are the rates of what they show; their
+records name those rates under "measured".
 """
 
 from __future__ import annotations
@@ -156,33 +159,71 @@ def inpainting(model: DiffusionModel, images: dict[str, tuple[torch.Tensor, int]
 
 ANAGRAMS = ((6, 9, "flip"), (1, 7, "flip"), (3, 8, "flip"), (0, 4, "rotate_90"))
 HYBRIDS = ((0, 1), (8, 3), (4, 7))
+TYPICAL = "typical results, not picked: {n} per pair from a fixed seed per pair (seed {seed} + the pair's index)"
 
 
-def anagrams(model: DiffusionModel, out: Path, seed: int, guidance: float, n: int = 2) -> list[dict]:
-    """1.8: eps = (eps(x, a) + view^-1(eps(view(x), b))) / 2; rows of (upright, viewed) pairs."""
+def illusion_settings(model: DiffusionModel) -> Sampling:
+    """What ``fundiff anagram`` and ``fundiff hybrid`` sample with when given no settings."""
+    return ops.settings(model, None, illusion=True)
+
+
+def describe_sampling(s: Sampling) -> str:
+    """"50 steps, posterior variance, CFG gamma = 10 at every noise level" (what the captions say)."""
+    steps = f"{s.steps} steps" if s.steps else f"the strided loop (stride {s.stride})"
+    sampler = f", {s.variance} variance" if s.variance else f", {s.sampler}"
+    lo, hi = s.guidance_interval or (0.0, 1.0)
+    where = "at every noise level" if (lo, hi) == (0.0, 1.0) else f"over noise levels {lo:g}-{hi:g}"
+    return f"{steps}{sampler}, CFG gamma = {s.guidance:g} {where}"
+
+
+def _sampling_settings(s: Sampling) -> dict:
+    return {"steps": s.steps, "stride": s.stride, "variance": s.variance, "guidance": s.guidance}
+
+
+def anagrams(model: DiffusionModel, out: Path, seed: int, n: int = 2) -> list[dict]:
+    """1.8: eps = (eps(x, a) + view^-1(eps(view(x), b))) / 2, sampled as ``fundiff anagram`` samples by default;
+    rows of (upright, viewed) pairs. The record's "measured" names the evaluation's rates of these views (the
+    page adds them to the caption)."""
     from fundiff.core.views import make_view
 
     cells = []
     for i, (a, b, view) in enumerate(ANAGRAMS):
-        x = ops.anagram(model, [a, b], ["identity", view], n, guidance=guidance, seed=seed + i, sampling=spec(model))
+        x = ops.anagram(model, [a, b], ["identity", view], n, seed=seed + i)
         cells += [torch.stack([x[j], make_view(view, 28).view(x)[j]]) for j in range(n)]
     path = _grid(torch.cat(cells), out / "anagrams.png", 2 * n)
     pairs = "; ".join(f"{a} upright / {b} {v.replace('_', ' ')}" for a, b, v in ANAGRAMS)
-    return [_rec(path, f"Visual anagrams, {n} per pair, each shown upright then under its view: {pairs}. CFG gamma = "
-                 f"{guidance:g} for both readings.", pairs=[list(p) for p in ANAGRAMS], guidance=guidance, seed=seed)]
+    s = illusion_settings(model)
+    views = list(dict.fromkeys(v for _, _, v in ANAGRAMS))
+    rec = _rec(path, f"Visual anagrams, each shown upright then under its view: {pairs}. Sampled as `fundiff "
+               f"anagram` samples by default ({describe_sampling(s)}); {TYPICAL.format(n=n, seed=seed)}.",
+               pairs=[list(p) for p in ANAGRAMS], seed=seed, **_sampling_settings(s))
+    rec["measured"] = {"model": model.name, "what": "both readings at once",
+                       "rates": [[f"anagram_{v}", "both", v.replace("_", " ")] for v in views]}
+    return [rec]
 
 
-def hybrids(model: DiffusionModel, out: Path, seed: int, guidance: float, kernel: int = 33, sigma: float = 1.75,
-            n: int = 2) -> list[dict]:
-    """1.9: eps = lowpass(eps(x, a)) + highpass(eps(x, b)); each hybrid beside its blurred (far) view."""
+def hybrids(model: DiffusionModel, out: Path, seed: int, n: int = 2) -> list[dict]:
+    """1.9: eps = lowpass(eps(x, a)) + highpass(eps(x, b)), sampled as ``fundiff hybrid`` samples by default
+    (its kernel and sigma too); each hybrid beside its far views: shrunk to a third and enlarged back, and its
+    low-pass copy."""
+    from fundiff.evaluate.parta import FAR_FACTOR, hybrid_kernel_sigma, shrink_far
+
+    kernel, sigma = hybrid_kernel_sigma(model)
     cells = []
     for i, (a, b) in enumerate(HYBRIDS):
-        x = ops.hybrid(model, [a, b], n, kernel, [sigma], guidance=guidance, seed=seed + i, sampling=spec(model))
-        far = ops.lowpass_view(x, kernel, sigma)
-        cells += [torch.stack([x[j], far[j]]) for j in range(n)]
-    path = _grid(torch.cat(cells), out / "hybrids.png", 2 * n)
+        x = ops.hybrid(model, [a, b], n, seed=seed + i)
+        shrunk, low = shrink_far(x), ops.lowpass_view(x, kernel, sigma)
+        cells += [torch.stack([x[j], shrunk[j], low[j]]) for j in range(n)]
+    path = _grid(torch.cat(cells), out / "hybrids.png", 3 * n)
     pairs = "; ".join(f"{a} from far / {b} close up" for a, b in HYBRIDS)
-    return [_rec(path, f"Hybrid images, each beside its low-pass copy (how it looks from far): {pairs}. Gaussian "
-                 f"kernel {kernel}, sigma {sigma:g} (1.75 balances the two readings at 28 px), CFG gamma = "
-                 f"{guidance:g}.", pairs=[list(p) for p in HYBRIDS], kernel=kernel, sigma=sigma, guidance=guidance,
-                 seed=seed)]
+    px = round(model.image_size / FAR_FACTOR)
+    s = illusion_settings(model)
+    rec = _rec(path, f"Hybrid images, each beside how it looks from far: shrunk to {px} px and enlarged back, then "
+               f"its low-pass copy (Gaussian kernel {kernel}, sigma {sigma:g}, the hybrid's own): {pairs}. Sampled "
+               f"as `fundiff hybrid` samples by default ({describe_sampling(s)}); "
+               f"{TYPICAL.format(n=n, seed=seed)}.", pairs=[list(p) for p in HYBRIDS], kernel=kernel, sigma=sigma,
+               shrink_px=px, seed=seed, **_sampling_settings(s))
+    rec["measured"] = {"model": model.name, "what": "read close up and from far at once",
+                       "rates": [["hybrid", "both_shrunk", f"far = shrunk to {px} px"],
+                                 ["hybrid", "both_lowpass", "far = the low-pass copy"]]}
+    return [rec]

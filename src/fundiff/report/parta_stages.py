@@ -1,5 +1,6 @@
-"""Part A stages of the report: each section on the shipped digit model, its judge-measured rates, and
-the whole Part A deliverable set on DeepFloyd IF when it is given and loads."""
+"""Part A stages of the report: each section on the shipped digit model, the judge-measured rates of every
+shipped model that is installed, and the whole Part A deliverable set on DeepFloyd IF when it is given and
+loads."""
 
 from __future__ import annotations
 
@@ -17,12 +18,28 @@ DIGITS = "digits"
 PHOTOS = ("rocket", "astronaut", "chelsea", "coffee")
 
 
+ILLUSIONS = ("1.8", "1.9")
+"""Sections sampled with the model's illusion defaults (what ``fundiff anagram`` / ``hybrid`` use)."""
+
+
 @functools.cache
-def _model(device: str):
+def _model(device: str, name: str = DIGITS):
     from fundiff.io.files import pick_device
     from fundiff.models import load_diffusion_model
 
-    return load_diffusion_model(DIGITS, pick_device(device))
+    return load_diffusion_model(name, pick_device(device))
+
+
+def _illusion_defaults(device: str, name: str = DIGITS) -> dict:
+    """The model's illusion sampling defaults, in a stage's config: other defaults draw (and measure) again."""
+    return pd.illusion_settings(_model(device, name)).to_dict()
+
+
+def evaluated_models() -> list[str]:
+    """The models the evaluation stage measures: every shipped model that is installed."""
+    from fundiff.evaluate.parta_suite import default_models
+
+    return default_models()
 
 
 def _inputs(out: Path, device: str) -> dict:
@@ -67,27 +84,36 @@ def digit_stages(root: Path, p: Profile, seed: int, device: str) -> list[Stage]:
         ("1.7.3", "class-conditional SDEdit",
          _section(pd.sdedit, True, device, names=["test", "own1", "own2"], stem="to_class_8", seed=seed,
                   condition="target:8", guidance=g)),
-        ("1.8", "visual anagrams", _section(pd.anagrams, False, device, seed=seed, guidance=g)),
-        ("1.9", "hybrid images", _section(pd.hybrids, False, device, seed=seed, guidance=g)),
+        ("1.8", "visual anagrams", _section(pd.anagrams, False, device, seed=seed)),
+        ("1.9", "hybrid images", _section(pd.hybrids, False, device, seed=seed)),
     ]
-    stages = [Stage(f"parta/{sec}", f"Part A {sec} on the digit model: {title}", {"model": DIGITS, "seed": seed,
-                                                                                  "section": sec}, fn, root / sec)
+    stages = [Stage(f"parta/{sec}", f"Part A {sec} on the digit model: {title}", _config(sec, seed, device), fn,
+                    root / sec)
               for sec, title, fn in specs if p.parta_sections is None or sec in p.parta_sections]
     if not p.parta_evaluate:
         return stages
-    cfg = {"model": DIGITS, "seed": seed, "pairs": p.parta_pairs, "per_pair": p.parta_per_pair,
-           "per_target": p.parta_per_target}
-    stages.append(Stage("parta/evaluate", "Part A measured: class edits, anagrams, hybrids, drawings (judge)", cfg,
-                        functools.partial(_evaluate, p=p, seed=seed, device=device), root / "evaluate"))
+    models = evaluated_models()
+    cfg = {"models": models, "seed": seed, "pairs": p.parta_pairs, "per_pair": p.parta_per_pair,
+           "per_target": p.parta_per_target, "illusion_sampling": {m: _illusion_defaults(device, m) for m in models}}
+    stages.append(Stage("parta/evaluate", f"Part A measured on {', '.join(models)}: class edits, anagrams, hybrids, "
+                        "drawings (judge)", cfg,
+                        functools.partial(_evaluate, models=models, p=p, seed=seed, device=device), root / "evaluate"))
     return stages
 
 
-def _evaluate(out: Path, p: Profile, seed: int, device: str) -> dict:
-    from fundiff.evaluate.parta_suite import run_evaluate_parta
+def _config(sec: str, seed: int, device: str) -> dict:
+    cfg = {"model": DIGITS, "seed": seed, "section": sec}
+    return {**cfg, "sampling": _illusion_defaults(device)} if sec in ILLUSIONS else cfg
 
-    res = run_evaluate_parta(DIGITS, out, p.parta_pairs, p.parta_per_pair, p.parta_per_target, 1.75, 33, None, seed,
-                             True, device)
-    res.pop("judge", None)
+
+def _evaluate(out: Path, models: list[str], p: Profile, seed: int, device: str) -> dict:
+    """``fundiff evaluate-parta`` on each model with the profile's sizes and the commands' defaults: the full
+    records (rate, hits, images, ci95) under ``results[MODEL]``, pictures in ``out/MODEL/``."""
+    from fundiff.evaluate.parta_suite import run_evaluate_models
+
+    res = run_evaluate_models(models, out, p.parta_pairs, p.parta_per_pair, p.parta_per_target, None, seed, True,
+                              device)
+    res.pop("versions", None)
     return res
 
 

@@ -52,6 +52,10 @@ def condition_of(model: DiffusionModel, prompt: str | None, class_: int | None) 
     return model.check_condition(class_ if class_ is not None else prompt)
 
 
+ILLUSIONS = ("anagram", "hybrid", "colour-hybrid")
+"""Commands that sample with the model's illusion defaults (:meth:`DiffusionModel.illusions`)."""
+
+
 class Run:
     """One command's run: the model, the resolved sampling settings, the output folder, and args.json."""
 
@@ -60,7 +64,7 @@ class Run:
         self.command, self.seed, self.up = command, seed, up or StageTwo()
         self.t0 = time.perf_counter()
         self.model = load(m.model, m.device, prompt_cache=m.prompt_cache, dtype=m.dtype, offload=m.offload)
-        self.sampling = ops.settings(self.model, asked)
+        self.sampling = ops.settings(self.model, asked, illusion=command in ILLUSIONS)
         if self.up.steps_2 is not None:
             self.up.upsample = True
         if self.up.upsample and not isinstance(self.model, DeepFloydModel):
