@@ -6,7 +6,8 @@ Layout of the report directory::
     report.json, report.log   what ran, with which settings, how long; everything the stages printed
     runs/NAME/                Part B training runs (resumable), their evaluations inside
     partb/NAME/               Part B figures of each run, and the learning-rate comparison
-    parta/SECTION/            Part A on the shipped digit model, and its judge-measured rates
+    parta/SECTION/            Part A on the shipped digit model
+    parta/evaluate/           judge-measured rates of each installed shipped model (parta_eval.json, MODEL/)
     deepfloyd/                Part A on DeepFloyd IF, when --deepfloyd is given and loads
     .report/stages/*.json     one marker per finished stage (its config and result)
 """

@@ -22,8 +22,12 @@ ILLUSIONS = ("1.8", "1.9")
 """Sections sampled with the model's illusion defaults (what ``fundiff anagram`` / ``hybrid`` use)."""
 
 
-@functools.cache
 def _model(device: str, name: str = DIGITS):
+    return _load(device, name)
+
+
+@functools.cache
+def _load(device: str, name: str):
     from fundiff.io.files import pick_device
     from fundiff.models import load_diffusion_model
 
@@ -35,11 +39,11 @@ def _illusion_defaults(device: str, name: str = DIGITS) -> dict:
     return pd.illusion_settings(_model(device, name)).to_dict()
 
 
-def evaluated_models() -> list[str]:
-    """The models the evaluation stage measures: every shipped model that is installed."""
+def evaluated_models(p: Profile) -> list[str]:
+    """The models the evaluation stage measures: the profile's, else every shipped model that is installed."""
     from fundiff.evaluate.parta_suite import default_models
 
-    return default_models()
+    return [m for m in default_models() if p.parta_models is None or m in p.parta_models]
 
 
 def _inputs(out: Path, device: str) -> dict:
@@ -67,7 +71,8 @@ def _first(fn):
 
 
 def digit_stages(root: Path, p: Profile, seed: int, device: str) -> list[Stage]:
-    """One stage per Part A section (0, 1.1-1.9) on the shipped digit model, then its evaluation."""
+    """One stage per Part A section (0, 1.1-1.9) on the shipped digit model, then the evaluation of every shipped
+    model that is installed (the stage reruns when that list or their illusion defaults change)."""
     g = 5.0
     specs = [
         ("0", "class to image", _section(pd.class_to_image, False, device, seed=seed, guidance=g)),
@@ -92,7 +97,7 @@ def digit_stages(root: Path, p: Profile, seed: int, device: str) -> list[Stage]:
               for sec, title, fn in specs if p.parta_sections is None or sec in p.parta_sections]
     if not p.parta_evaluate:
         return stages
-    models = evaluated_models()
+    models = evaluated_models(p)
     cfg = {"models": models, "seed": seed, "pairs": p.parta_pairs, "per_pair": p.parta_per_pair,
            "per_target": p.parta_per_target, "illusion_sampling": {m: _illusion_defaults(device, m) for m in models}}
     stages.append(Stage("parta/evaluate", f"Part A measured on {', '.join(models)}: class edits, anagrams, hybrids, "

@@ -67,7 +67,9 @@ def _part_a_text() -> list[str]:
             "class-conditioned digit model fundiff ships (the spec's UNet, 30 epochs of fundiff's default recipe on "
             "4,500 MNIST digits; T = 300), where a class plays the part of a prompt and the null class the part "
             "of 'a high quality photo'. The reports' timesteps scale to T = 300: t = 250, 500, 750 become 75, 150, "
-            "225; the strided loop uses stride 9 (297, 288, ..., 0), so i_start = 10 is t = 207."]
+            "225; the strided loop uses stride 9 (297, 288, ..., 0), so i_start = 10 is t = 207. Anagrams and "
+            "hybrids (1.8, 1.9) are sampled as `fundiff anagram` and `fundiff hybrid` sample by default, so the "
+            "rates measured below (with their 95% intervals) are the rates of what their pictures show."]
 
 
 def about(p: Profile, res: Results, record: dict) -> Section:
