@@ -115,7 +115,7 @@ def evaluate_model(model: DiffusionModel, folder: Path, pairs: int | None = None
         save_grid(r.pop("examples"), folder / f"{name}.png", nrow=_nrow(name))
     facts = {"model": {k: v for k, v in model.describe().items() if k != "card"}, "data": data,
              "classes": list(model.class_names) or [str(c) for c in range(10)], "judge": judge_info,
-             "sampling": ops.settings(model, None, guidance).to_dict(), "part_a_sampling": s.to_dict(),
+             "sampling": ops.settings(model, None, guidance, illusion=True).to_dict(), "part_a_sampling": s.to_dict(),
              "timesteps": len(ts), "seconds": round(time.perf_counter() - t0, 1)}
     return res, facts
 
