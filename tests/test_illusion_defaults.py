@@ -73,3 +73,15 @@ def test_the_anagram_command_records_the_illusion_settings(tmp_path, monkeypatch
     fundiff_in_process(monkeypatch, capsys, "anagram", "--prompt", "6", "--prompt", "9", "--views", "rotate_180",
                        "--n", "1", "--out", again)
     assert (out / "anagram.png").read_bytes() == (again / "anagram.png").read_bytes()
+
+
+def test_a_per_image_condition_list_of_the_wrong_length_is_one_line():
+    import pytest
+
+    from fundiff.errors import UserError
+
+    model = _model()
+    with pytest.raises(UserError, match="3 conditions for 2 images"):
+        ops.anagram(model, [[1, 2, 3], 4], ["identity", "flip"], 2)
+    with pytest.raises(UserError, match="1 conditions for 2 images"):
+        ops.hybrid(model, [[1], 4], 2)

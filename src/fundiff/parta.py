@@ -242,11 +242,19 @@ def anagram(model: DiffusionModel, conditions: Sequence[Condition], views: Seque
             progress: bool = False) -> torch.Tensor:
     """Visual anagrams (spec 1.8): eps = mean_i inverse_view_i(eps(view_i(x_t), p_i)); images shown upright."""
     check_anagram(model, conditions, views)
+    check_per_image(conditions, n)
     s = settings(model, sampling, guidance, illusion=True)
     fn = anagram_denoiser([guided(model, c, s) for c in conditions], views_of(model, views))
     g = torch.Generator().manual_seed(seed)
     x = _noise(model, n, g)
     return _out(model, sample(model, fn, x, timesteps(model, s), s, g, progress=progress))
+
+
+def check_per_image(conditions: Sequence[Conditions], n: int) -> None:
+    """A condition given per image (a list) has one entry for each of the ``n`` images."""
+    for c in conditions:
+        if isinstance(c, list | tuple) and len(c) != n:
+            raise UserError(f"{len(c)} conditions for {n} images: give one, or one per image")
 
 
 def check_anagram(model: DiffusionModel, conditions: Sequence[Condition], views: Sequence[str | View]) -> None:
@@ -270,6 +278,7 @@ def hybrid(model: DiffusionModel, conditions: Sequence[Condition], n: int = 1, k
     """Hybrid images (spec 1.9, factorized diffusion): eps = lowpass(eps_1) + highpass(eps_2), or three
     bands (low, middle, high) for three conditions and two sigmas."""
     sigmas = check_hybrid(model, conditions, kernel, sigmas)
+    check_per_image(conditions, n)
     bands = frequency_bands(kernel, sigmas)
     s = settings(model, sampling, guidance, illusion=True)
     fn = hybrid_denoiser([guided(model, c, s) for c in conditions], bands)
