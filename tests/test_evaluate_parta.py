@@ -232,13 +232,14 @@ def test_cli_evaluate_parta_end_to_end(tmp_path, monkeypatch, capsys, digits):
     monkeypatch.setattr(parta_suite, "judge_for",
                         lambda data, source, judge: (CentroidJudge(held), {"data": source, "kind": "centroid"}, None))
     load, spec = parta_suite.load_diffusion_model, ops.spec_part_a
-    few = lambda m: dataclasses.replace(m, sampling=dataclasses.replace(m.sampling, steps=5, stride=None))  # noqa: E731
+    few = lambda m: dataclasses.replace(m, sampling=dataclasses.replace(m.sampling, steps=5, stride=None),  # noqa: E731
+                                        illusion_sampling=dataclasses.replace(m.illusions(), steps=5, stride=None))
     monkeypatch.setattr(parta_suite, "load_diffusion_model", lambda name, device: few(load(name, device)))
     monkeypatch.setattr(ops, "spec_part_a", lambda m: dataclasses.replace(spec(m), steps=12, stride=None))
     monkeypatch.setattr(parta_suite, "sklearn_digits", lambda n: sklearn_digits(1))
     out = tmp_path / "pa"
-    code_, stdout, stderr = fundiff_in_process(monkeypatch, capsys, "evaluate-parta", "--pairs", "2", "--per-pair",
-                                               "1", "--per-target", "1", "--out", out)
+    code_, stdout, stderr = fundiff_in_process(monkeypatch, capsys, "evaluate-parta", "--model", "digits", "--pairs",
+                                               "2", "--per-pair", "1", "--per-target", "1", "--out", out)
     assert code_ == 0, stderr
     record = json.loads((out / "parta_eval.json").read_text())
     assert list(record["results"]) == ["digits"] and record["pairs"] == 2
