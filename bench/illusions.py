@@ -8,7 +8,13 @@ Each variant prints one JSON line: the rates (upright / viewed / both at once fo
 to a third, far as the low-pass copy, and both for hybrids) with the 95% Wilson interval of the headline rate.
 The variants change one lever at a time from the commands' defaults (50 steps, posterior variance, CFG 10 at
 every step); ``anagram-negative`` is the Visual Anagrams paper's negative prompt (each view pushed away from
-the other view's class), ``anagram-alternate`` denoises one view per step instead of averaging both.
+the other view's class), ``anagram-alternate`` denoises one view per step instead of averaging both,
+``anagram-resample-4`` renoises and denoises each step 4 times (RePaint's resampling, an MCMC corrector for
+the product of the views), ``anagram-best-of-4`` draws 4 anagrams per pair and keeps the one the model itself
+reads best in both views (a diffusion classifier: the class whose noise prediction fits best at 5 noise
+levels; the judge is not asked), and prints also the oracle (any of the 4 read right).
+``--model`` also takes a run folder or weights file. Hybrids are read near by the judge and far by the far
+judge (``fundiff judge train --far``), which reads real digits shrunk to 9 px as well as sharp ones.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from collections.abc import Callable
 from itertools import permutations
 
 import torch
+import torch.nn.functional as F
 
 from fundiff import parta as ops
+from fundiff.core.bands import hybrid_denoiser
 from fundiff.core.contract import Denoiser, Output
+from fundiff.core.loop import level_tensor, make_step
 from fundiff.core.sampling import Sampling
 from fundiff.core.views import View, anagram_denoiser, make_view
 from fundiff.evaluate.judge import predict
@@ -42,14 +51,19 @@ ANAGRAMS = {
     "anagram-negative": {"guidance": 5.0, "negative": 3.0},
     "anagram-alternate": {"alternate": True},
     "anagram-rotate_90": {"view": "rotate_90"},
+    "anagram-ddim": {"sampler": "ddim"},
+    "anagram-resample-4": {"resample": 4},
+    "anagram-best-of-4": {"best_of": 4},
 }
 HYBRIDS = {f"hybrid-sigma-{s:g}": {"sigma": s} for s in (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)}
 HYBRIDS["hybrid-sigma-1.75-cfg5"] = {"sigma": 1.75, "guidance": 5.0}
+HYBRIDS["hybrid-block-4-cfg5"] = {"block": 4, "guidance": 5.0}
 
 
 def _sampling(cfg: dict) -> Sampling:
     steps, stride = cfg.get("steps", BASE["steps"]), cfg.get("stride")
-    return Sampling(sampler="ddpm", steps=steps, stride=stride, variance=cfg.get("variance", BASE["variance"]),
+    return Sampling(sampler=cfg.get("sampler", "ddpm"), steps=steps, stride=stride,
+                    variance=cfg.get("variance", BASE["variance"]),
                     clip=True, guidance=cfg.get("guidance", BASE["guidance"]), guidance_interval=(0.0, 1.0))
 
 
@@ -77,7 +91,46 @@ def _alternate(fns: list[Denoiser], views: list[View]) -> Denoiser:
     return fn
 
 
+def _resampled(model, fn: Denoiser, x: torch.Tensor, s: Sampling, g: torch.Generator, repeats: int) -> torch.Tensor:
+    """Each step t -> t' taken ``repeats`` times: after all but the last, x_t = sqrt(a) x_t' + sqrt(1 - a) z with
+    a = abar_t / abar_t' (back to level t, RePaint's resampling)."""
+    step = make_step(model.schedule, s, model.value_range)
+    levels = model.schedule.levels(ops.timesteps(model, s))
+    for cur, nxt in zip(levels[:-1], levels[1:]):
+        for r in range(repeats):
+            x_next, _ = step(x, fn(x, level_tensor(cur, x)), cur, nxt, g)
+            if r < repeats - 1 and nxt >= 0:
+                a = model.schedule.abar(cur) / model.schedule.abar(nxt)
+                x = a.sqrt() * x_next + (1 - a).sqrt() * torch.randn(x.shape, generator=g)
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def class_errors(model, x01: torch.Tensor, levels=(30, 75, 120, 165, 210), seed: int = 1234) -> torch.Tensor:
+    """(B, classes) mean squared noise-prediction error of every class at a few noise levels: the model's own
+    reading of the images (a diffusion classifier; the lowest error wins)."""
+    x0, classes = model.to_model_range(x01), model.num_classes
+    g, err = torch.Generator().manual_seed(seed), torch.zeros(len(x0), classes)
+    for k in levels:
+        eps = torch.randn(x0.shape, generator=g)
+        abar = model.schedule.abar(k)
+        x_t = (abar.sqrt() * x0 + (1 - abar).sqrt() * eps).repeat(classes, 1, 1, 1)
+        conds = [c for c in range(classes) for _ in range(len(x0))]
+        pred = model.denoiser(conds)(x_t, torch.full((len(x_t),), k, dtype=torch.long)).eps
+        err += ((pred - eps.repeat(classes, 1, 1, 1)) ** 2).flatten(1).mean(1).view(classes, -1).T
+    return err / len(levels)
+
+
+def _margin(err: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+    """How much better the wanted class fits than the best other class (> 0: the model reads it)."""
+    own = err.gather(1, want[:, None])[:, 0]
+    return err.scatter(1, want[:, None], float("inf")).min(1).values - own
+
+
 def anagram_variant(model, judge, cfg: dict, a: list[int], b: list[int], seed: int) -> dict:
+    if cfg.get("best_of"):
+        return best_of(model, judge, cfg, a, b, seed)
     s = ops.settings(model, _sampling(cfg), illusion=True)
     views = [make_view("identity", 28), make_view(cfg.get("view", "flip"), 28)]
     if cfg.get("negative"):
@@ -87,17 +140,54 @@ def anagram_variant(model, judge, cfg: dict, a: list[int], b: list[int], seed: i
     fn = _alternate(fns, views) if cfg.get("alternate") else anagram_denoiser(fns, views)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(len(a), 1, 28, 28, generator=g)
-    out = ops._out(model, ops.sample(model, fn, x, ops.timesteps(model, s), s, g))
+    if cfg.get("resample"):
+        out = ops._out(model, _resampled(model, fn, x, s, g, cfg["resample"]))
+    else:
+        out = ops._out(model, ops.sample(model, fn, x, ops.timesteps(model, s), s, g))
     up, viewed = predict(judge, out) == torch.tensor(a), predict(judge, views[1].view(out)) == torch.tensor(b)
     return {"upright": _r(up), "viewed": _r(viewed), "both": _r(up & viewed), "ci95": wilson(int((up & viewed).sum()),
                                                                                            len(a))}
 
 
-def hybrid_variant(model, judge, cfg: dict, a: list[int], b: list[int], seed: int) -> dict:
-    x = ops.hybrid(model, [a, b], len(a), 33, [cfg["sigma"]], seed=seed, sampling=_sampling(cfg))
+def best_of(model, judge, cfg: dict, a: list[int], b: list[int], seed: int) -> dict:
+    """``best_of`` anagrams per pair; the kept one maximises min(margin upright, margin viewed) of the model's
+    own reading (:func:`class_errors`)."""
+    k, view = cfg["best_of"], make_view(cfg.get("view", "flip"), 28)
+    out = ops.anagram(model, [[c for c in a for _ in range(k)], [c for c in b for _ in range(k)]],
+                      ["identity", view.name], len(a) * k, seed=seed, sampling=_sampling(cfg))
+    want_a, want_b = torch.tensor(a).repeat_interleave(k), torch.tensor(b).repeat_interleave(k)
+    score = torch.minimum(_margin(class_errors(model, out), want_a),
+                          _margin(class_errors(model, view.view(out)), want_b)).view(len(a), k)
+    hits = ((predict(judge, out) == want_a) & (predict(judge, view.view(out)) == want_b)).view(len(a), k)
+    kept = hits[torch.arange(len(a)), score.argmax(1)]
+    return {"both": _r(kept), "ci95": wilson(int(kept.sum()), len(a)), "mean_of_all": _r(hits),
+            "oracle_any_of_k": _r(hits.any(1))}
+
+
+def _block_bands(factor: int) -> list:
+    """[P, I - P], P the projection onto factor x factor blocks (average, then repeat): an exact split at 28 px."""
+
+    def low(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(F.avg_pool2d(x, factor), scale_factor=factor, mode="nearest")
+
+    return [low, lambda x: x - low(x)]
+
+
+def hybrid_variant(model, judges, cfg: dict, a: list[int], b: list[int], seed: int) -> dict:
+    judge, far_judge = judges
+    if cfg.get("block"):
+        s = ops.settings(model, _sampling(cfg), illusion=True)
+        fn = hybrid_denoiser([ops.guided(model, c, s) for c in (a, b)], _block_bands(cfg["block"]))
+        g = torch.Generator().manual_seed(seed)
+        x = ops._out(model, ops.sample(model, fn, torch.randn(len(a), 1, 28, 28, generator=g),
+                                       ops.timesteps(model, s), s, g))
+        low = _block_bands(cfg["block"])[0](x)
+    else:
+        x = ops.hybrid(model, [a, b], len(a), 33, [cfg["sigma"]], seed=seed, sampling=_sampling(cfg))
+        low = ops.lowpass_view(x, 33, cfg["sigma"])
     near = predict(judge, x) == torch.tensor(b)
-    far = predict(judge, shrink_far(x)) == torch.tensor(a)
-    low = predict(judge, ops.lowpass_view(x, 33, cfg["sigma"])) == torch.tensor(a)
+    far = predict(far_judge, shrink_far(x)) == torch.tensor(a)
+    low = predict(far_judge, low) == torch.tensor(a)
     return {"near": _r(near), "far_shrunk": _r(far), "far_lowpass": _r(low), "both": _r(near & far),
             "both_lowpass": _r(near & low), "ci95": wilson(int((near & far).sum()), len(a))}
 
@@ -117,13 +207,14 @@ def main() -> None:
     args = ap.parse_args()
     model = load_diffusion_model(args.model, "cpu")
     data = model.info["recipe"]["data"]
-    judge = judge_for(data, load_digits(data).source, None)[0]
+    source = load_digits(data).source
+    judge, far_judge = (judge_for(data, source, None, far=far)[0] for far in (False, True))
     pairs = [p for p in permutations(range(10), 2) for _ in range(args.per_pair)]
     a, b = [p[0] for p in pairs], [p[1] for p in pairs]
     for name in args.names or list(variants):
         fn, cfg = variants[name]
         t0 = time.perf_counter()
-        rates = fn(model, judge, cfg, a, b, args.seed)
+        rates = fn(model, (judge, far_judge) if fn is hybrid_variant else judge, cfg, a, b, args.seed)
         print(json.dumps({"variant": name, **cfg, "images": len(a), **rates,
                           "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
 

@@ -10,9 +10,19 @@ from torch import nn
 
 from fundiff.errors import UserError
 from fundiff.evaluate.frechet import frechet_distance
-from fundiff.evaluate.judge import JudgeNet, load_judge, predict, random_shift, save_judge
+from fundiff.evaluate.judge import (
+    JudgeNet,
+    load_judge,
+    predict,
+    random_far,
+    random_shift,
+    save_judge,
+    shrink,
+    shrunk_accuracy,
+    train_judge,
+)
 from fundiff.evaluate.metrics import accuracy_table, frechet_report, stratified
-from fundiff.train.data import Digits
+from fundiff.train.data import Digits, split_holdout
 
 
 def gaussian(n, d, seed, mean=0.0, scale=None):
@@ -140,3 +150,28 @@ def test_judge_cache_path_per_data_set_and_data_dir(tmp_path, monkeypatch):
     a, b = default_judge_path("mnist", tmp_path / "a"), default_judge_path("mnist", tmp_path / "b")
     assert a != b and a.parent == tmp_path and a.name.startswith("judge-mnist-")
     assert default_judge_path("mnist", tmp_path / "a") == a
+    assert default_judge_path("mnist", far=True) == tmp_path / "judge-mnist-far.safetensors"
+    far_a = default_judge_path("mnist", tmp_path / "a", far=True)
+    assert far_a.name == a.name.replace(".safetensors", "-far.safetensors")
+
+
+def test_far_augmentation_shrinks_about_half_the_images_to_7_to_14_px():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(400, 1, 28, 28)
+    y = random_far(x, g)
+    changed = [i for i in range(len(x)) if not torch.equal(x[i], y[i])]
+    assert 150 < len(changed) < 250, "p = 0.5"
+    for i in changed[:20]:
+        assert any(torch.allclose(y[i:i + 1], shrink(x[i:i + 1], s)) for s in range(7, 15)), "a far copy, 7-14 px"
+    assert torch.equal(random_far(x, torch.Generator().manual_seed(0)), y), "seeded"
+    assert torch.equal(random_far(x, g, p=0.0), x)
+    flat = torch.full((2, 1, 28, 28), 0.4)
+    assert torch.allclose(shrink(flat, 9), flat, atol=1e-6), "a constant looks the same from far"
+
+
+def test_a_far_judge_records_how_it_reads_digits_from_far(digits):
+    train, held = split_holdout(digits, 50)
+    net, info = train_judge(train.subset(torch.arange(256), "tiny"), held, epochs=1, progress=False, far=True)
+    assert info["far"] and info["far_sizes"] == [7, 14]
+    assert info["held_out_shrunk_accuracy"] == shrunk_accuracy(net, held)
+    assert 0 <= info["held_out_shrunk_accuracy"] <= 1

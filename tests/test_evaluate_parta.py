@@ -188,6 +188,36 @@ def test_hybrid_rates_match_a_hand_count_with_the_hybrids_defaults(monkeypatch, 
     assert r["examples"].shape == (6, 1, 28, 28), "(image, shrunk far, low-pass far) for the first images"
 
 
+class ConstantJudge(nn.Module):
+    """Reads every image as class ``c``."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return F.one_hot(torch.full((x.shape[0],), self.c), 10).float()
+
+
+def test_hybrids_are_read_from_far_by_the_far_judge(monkeypatch, model):
+    # every hybrid reads (near, far) right to PixelJudge; a far judge that always says 1 gets the far readings
+    plan = {(1, 2): [(T, T, T)], (3, 4): [(T, T, T)]}
+
+    def draw(cs, oks):
+        x = torch.zeros(1, 1, 28, 28)
+        x[..., 0, 14] = code(cs[1])
+        return x
+
+    fake = FakeSampler(plan, draw)
+    monkeypatch.setattr(ops, "hybrid", functools.wraps(ops.hybrid)(lambda m, conditions, n, **kw:
+                                                                     fake.images(conditions, n)))
+    monkeypatch.setattr(parta, "shrink_far", lambda x: x)
+    r = parta.hybrid_rate(model, PixelJudge(), [(1, 2), (3, 4)], n=1, far_judge=ConstantJudge(1))
+    assert r["near"]["hits"] == 2, "near is the sharp judge's reading"
+    assert r["far_shrunk"]["hits"] == 1 and r["far_lowpass"]["hits"] == 1, "both far copies: the far judge's"
+    assert r["per_pair"] == {"1-2": 1.0, "3-4": 0.0}
+
+
 def test_shrink_far_keeps_a_constant_and_blurs_a_stroke():
     x = torch.full((2, 1, 28, 28), 0.37)
     assert torch.allclose(parta.shrink_far(x), x, atol=1e-6)
@@ -230,7 +260,7 @@ def test_cli_evaluate_parta_end_to_end(tmp_path, monkeypatch, capsys, digits):
     # fast: a centroid judge instead of a trained one, and few sampling steps on the model's card
     held = split_holdout(digits, 50)[1]
     monkeypatch.setattr(parta_suite, "judge_for",
-                        lambda data, source, judge: (CentroidJudge(held), {"data": source, "kind": "centroid"}, None))
+                        lambda data, source, judge, far=False: (CentroidJudge(held), {"data": source}, None))
     load, spec = parta_suite.load_diffusion_model, ops.spec_part_a
     few = lambda m: dataclasses.replace(m, sampling=dataclasses.replace(m.sampling, steps=5, stride=None),  # noqa: E731
                                         illusion_sampling=dataclasses.replace(m.illusions(), steps=5, stride=None))

@@ -127,11 +127,13 @@ def judge_train(
                                            "a full 60,000 set)")] = None,
     out: Annotated[Path | None, Opt(help="judge file (default: the cache used by evaluate)")] = None,
     force: Annotated[bool, Opt("--force", help="overwrite an existing judge")] = False,
+    far: Annotated[bool, Opt("--far", help="the far judge: also reads images shrunk to 7-14 px and enlarged back, "
+                                          "as evaluate-parta reads hybrids from far")] = False,
 ) -> None:
     """Train the digit judge on the training split and report its held-out accuracy."""
     from fundiff.evaluate.runs import run_judge_train
 
-    run_judge_train(data, data_dir, epochs, out, force)
+    run_judge_train(data, data_dir, epochs, out, force, far)
 
 
 @command(app)

@@ -17,14 +17,13 @@ from collections.abc import Callable, Sequence
 from itertools import permutations
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from fundiff import parta as ops
 from fundiff.core.model import DiffusionModel
 from fundiff.core.sampling import Sampling
 from fundiff.core.views import make_view
-from fundiff.evaluate.judge import JudgeNet, predict
+from fundiff.evaluate.judge import JudgeNet, predict, shrink
 from fundiff.train.data import Digits
 
 CHUNK = 400
@@ -183,10 +182,7 @@ def anagram3_rate(model: DiffusionModel, judge: JudgeNet, triples: Sequence[tupl
 def shrink_far(images: torch.Tensor, factor: int = FAR_FACTOR) -> torch.Tensor:
     """An image as a person sees it from far: shrunk to 1/``factor`` of its side (area averaging: 28 -> 9 px)
     and enlarged back (bilinear, antialiased) to its size."""
-    size = tuple(images.shape[-2:])
-    small = tuple(max(1, round(s / factor)) for s in size)
-    x = F.interpolate(images.float(), size=small, mode="area")
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return shrink(images, max(1, round(images.shape[-1] / factor)))
 
 
 def hybrid_kernel_sigma(model: DiffusionModel, kernel: int | None = None, sigma: float | None = None,
@@ -200,12 +196,14 @@ def hybrid_kernel_sigma(model: DiffusionModel, kernel: int | None = None, sigma:
 
 def hybrid_rate(model: DiffusionModel, judge: JudgeNet, pairs: Sequence[tuple[int, int]], n: int = 4,
                 kernel: int | None = None, sigma: float | None = None, guidance: float | None = None,
-                seed: int = 0, sampling: Sampling | None = None) -> dict:
+                seed: int = 0, sampling: Sampling | None = None, far_judge: JudgeNet | None = None) -> dict:
     """Hybrids of (a low-pass, b high-pass), ``n`` per pair, with ``fundiff hybrid``'s defaults unless
     ``kernel`` / ``sigma`` / ``sampling`` are given. Rates: near (the image reads b), far shrunk (the image
     shrunk to a third and enlarged back reads a), far low-pass (its low-pass copy with the hybrid's own
     Gaussian reads a), and near & far for each far reading (the headline: near & shrunk); the both-rates of
-    each pair; examples (image, shrunk far, low-pass far) of the first pairs."""
+    each pair; examples (image, shrunk far, low-pass far) of the first pairs. ``judge`` reads near and
+    ``far_judge`` (default: ``judge``) both far copies: a judge trained on sharp digits only cannot read real
+    digits from far (:func:`fundiff.evaluate.judge.random_far`)."""
     k, s = hybrid_kernel_sigma(model, kernel, sigma, pairs[0])
     overrides = {} if kernel is None and sigma is None else {"kernel": k, "sigmas": [s]}
 
@@ -217,7 +215,8 @@ def hybrid_rate(model: DiffusionModel, judge: JudgeNet, pairs: Sequence[tuple[in
     shrunk, low = shrink_far(x), ops.lowpass_view(x, k, s)
     a = torch.tensor([p[0] for p in pairs]).repeat_interleave(n)
     b = torch.tensor([p[1] for p in pairs]).repeat_interleave(n)
-    near, far_s, far_l = predict(judge, x) == b, predict(judge, shrunk) == a, predict(judge, low) == a
+    far_judge = judge if far_judge is None else far_judge
+    near, far_s, far_l = predict(judge, x) == b, predict(far_judge, shrunk) == a, predict(far_judge, low) == a
     first = [_first_of_each(t, n, len(pairs)) for t in (x, shrunk, low)]
     return {"kernel": k, "sigma": s, "shrink_px": round(x.shape[-1] / FAR_FACTOR), "pairs": len(pairs),
             "images_per_pair": n, "images": len(near), "near": rate_record(near), "far_shrunk": rate_record(far_s),

@@ -22,6 +22,7 @@ from fundiff.core.model import DiffusionModel
 from fundiff.errors import UserError
 from fundiff.evaluate import parta
 from fundiff.evaluate.drawings import draw_digit, sklearn_digits
+from fundiff.evaluate.judge import shrunk_accuracy
 from fundiff.evaluate.runs import judge_for
 from fundiff.io.files import atomic_write, pick_device, versions, write_json
 from fundiff.io.guard import prepare_output
@@ -85,6 +86,7 @@ def evaluate_model(model: DiffusionModel, folder: Path, pairs: int | None = None
     data = _data(model)
     digits = load_digits(data)
     judge, judge_info, _ = judge_for(data, digits.source, None)
+    far_judge, far_info, _ = judge_for(data, digits.source, None, far=True)
     holdout = model.info.get("recipe", {}).get("holdout_per_class", Recipe.holdout_per_class)
     held = split_holdout(digits, holdout)[1]
     s = ops.spec_part_a(model)
@@ -101,7 +103,8 @@ def evaluate_model(model: DiffusionModel, folder: Path, pairs: int | None = None
     say(f"{model.name}: anagrams, views {', '.join(parta.THREE_VIEWS)}: {len(triples)} triples x {per_pair}")
     res["anagram_3view"] = parta.anagram3_rate(model, judge, triples, per_pair, guidance, seed)
     say(f"{model.name}: hybrids: {len(cp)} pairs x {per_pair}")
-    res["hybrid"] = parta.hybrid_rate(model, judge, cp, per_pair, hybrid_kernel, hybrid_sigma, guidance, seed)
+    res["hybrid"] = parta.hybrid_rate(model, judge, cp, per_pair, hybrid_kernel, hybrid_sigma, guidance, seed,
+                                      far_judge=far_judge)
     if data in DIGIT_DATA:
         i_starts = [len(ts) - 10, len(ts) - 6, len(ts) - 3]  # light noise: t = 81, 45, 18 of T = 300
         say(f"{model.name}: drawings: SDEdit from i_start {i_starts}")
@@ -115,6 +118,7 @@ def evaluate_model(model: DiffusionModel, folder: Path, pairs: int | None = None
         save_grid(r.pop("examples"), folder / f"{name}.png", nrow=_nrow(name))
     facts = {"model": {k: v for k, v in model.describe().items() if k != "card"}, "data": data,
              "classes": list(model.class_names) or [str(c) for c in range(10)], "judge": judge_info,
+             "far_judge": {**far_info, "judge_held_out_shrunk_accuracy": shrunk_accuracy(judge, held)},
              "sampling": ops.settings(model, None, guidance, illusion=True).to_dict(), "part_a_sampling": s.to_dict(),
              "timesteps": len(ts), "seconds": round(time.perf_counter() - t0, 1)}
     return res, facts
@@ -158,7 +162,8 @@ def run_evaluate_parta(model_name: str, out: Path, pairs: int | None = None, per
     model = check_model(load_diffusion_model(model_name, pick_device(device)), model_name)
     out = prepare_output(out, force)
     res, facts = evaluate_model(model, out, pairs, per_pair, per_target, guidance, seed, hybrid_kernel, hybrid_sigma)
-    result = {"model": facts["model"], "timesteps": facts["timesteps"], "judge": facts["judge"], "seed": seed,
+    result = {"model": facts["model"], "timesteps": facts["timesteps"], "judge": facts["judge"],
+              "far_judge": facts["far_judge"], "seed": seed,
               "guidance": guidance if guidance is not None else model.default_guidance,
               "results": legacy_results(res), "measured": res, "seconds": facts["seconds"], "versions": versions()}
     write_json(out / "parta_eval.json", result)

@@ -24,13 +24,15 @@ from fundiff.train.data import load_digits, split_holdout
 from fundiff.train.recipes import Recipe
 
 
-def default_judge_path(data: str, data_dir: Path | None = None) -> Path:
-    """The judge in the user's cache: one per data set, and one per --data-dir (its images differ)."""
+def default_judge_path(data: str, data_dir: Path | None = None, far: bool = False) -> Path:
+    """The judge in the user's cache: one per data set, one per --data-dir (its images differ), and a far judge
+    (``-far``, which also reads digits seen from far) beside each."""
     root = Path(os.environ.get("FUNDIFF_CACHE", Path.home() / ".cache" / "fundiff"))
+    kind = "-far" if far else ""
     if data_dir is None:
-        return root / f"judge-{data}.safetensors"
+        return root / f"judge-{data}{kind}.safetensors"
     tag = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
-    return root / f"judge-{data}-{tag}.safetensors"
+    return root / f"judge-{data}-{tag}{kind}.safetensors"
 
 
 JUDGE_IMAGES = 36_000
@@ -43,27 +45,30 @@ def judge_epochs(train_images: int) -> int:
     return max(1, min(8, round(JUDGE_IMAGES / max(1, train_images))))
 
 
-def run_judge_train(data: str, data_dir: Path | None, epochs: int | None, out: Path | None, force: bool) -> Path:
+def run_judge_train(data: str, data_dir: Path | None, epochs: int | None, out: Path | None, force: bool,
+                    far: bool = False) -> Path:
     if epochs is not None and not 1 <= epochs <= 1000:
         raise UserError(f"--epochs {epochs} is out of range (1 to 1000; 8 reach about 0.99 on the offline digits)")
-    out = prepare_file(Path(out) if out is not None else default_judge_path(data, data_dir), force)
+    out = prepare_file(Path(out) if out is not None else default_judge_path(data, data_dir, far), force)
     digits = load_digits(data, data_dir)
     train, held = split_holdout(digits)
     epochs = judge_epochs(len(train)) if epochs is None else epochs
-    net, info = train_judge(train, held, epochs)
+    net, info = train_judge(train, held, epochs, far=far)
     info.update(data=digits.source, dataset=data)
     save_judge(out, net, info)
-    say(f"judge: held-out accuracy {info['held_out_accuracy']:.4f} on {len(held)} digits "
-               f"({info['seconds']} s) -> {out}")
+    shrunk = f", {info['held_out_shrunk_accuracy']:.4f} shrunk to 9 px" if far else ""
+    say(f"{'far ' if far else ''}judge: held-out accuracy {info['held_out_accuracy']:.4f}{shrunk} on {len(held)} "
+        f"held-out images ({info['seconds']} s) -> {out}")
     return out
 
 
-def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | None = None):
-    """The judge ``judge``, or the cached one of the data (trained on ``data_dir`` first if missing)."""
-    path = Path(judge) if judge is not None else default_judge_path(data, data_dir)
+def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | None = None, far: bool = False):
+    """The judge ``judge``, or the cached one of the data (the far one if ``far``; trained on ``data_dir`` first
+    if missing)."""
+    path = Path(judge) if judge is not None else default_judge_path(data, data_dir, far)
     if judge is None and not path.exists():
-        say(f"no judge at {path}: training one (about a minute)")
-        run_judge_train(data, data_dir, None, path, False)
+        say(f"no {'far ' if far else ''}judge at {path}: training one (a minute or two)")
+        run_judge_train(data, data_dir, None, path, False, far)
     net, info = load_judge(path)
     if info.get("data") != data_source:
         raise UserError(f"judge {path} was trained on {info.get('data')!r}, the run on {data_source!r}; pass "

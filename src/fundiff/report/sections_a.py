@@ -198,7 +198,8 @@ def measured(res: Results, out: Path) -> Section:
         "How often the judge reads what an operation was asked for, on each shipped model that is installed: a "
         "number a picture cannot give. A hybrid is read close up (the image reads its high-pass class) and from "
         "far (its low-pass class), both at once; far is the image shrunk to a third and enlarged back, or its "
-        "low-pass copy."])
+        "low-pass copy, read by the far judge (trained also on images shrunk to 7-14 px, it reads real held-out "
+        "images from far about as well as sharp ones; the sharp judge reads under half of them)."])
     results = r.result.get("results", {}) if r is not None else {}
     order = r.config.get("models", []) if r is not None else []
     results = {m: results[m] for m in [*order, *sorted(results)] if m in results}
