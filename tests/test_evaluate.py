@@ -175,3 +175,15 @@ def test_a_far_judge_records_how_it_reads_digits_from_far(digits):
     assert info["far"] and info["far_sizes"] == [7, 14]
     assert info["held_out_shrunk_accuracy"] == shrunk_accuracy(net, held)
     assert 0 <= info["held_out_shrunk_accuracy"] <= 1
+
+
+def test_cli_judge_train_far_writes_a_far_judge_and_says_how_it_reads_from_far(tmp_path, monkeypatch, capsys):
+    from helpers import fundiff_in_process
+
+    out = tmp_path / "far.safetensors"
+    code, stdout, stderr = fundiff_in_process(monkeypatch, capsys, "judge", "train", "--far", "--epochs", "1",
+                                              "--out", out)
+    assert code == 0, stderr
+    net, info = load_judge(out)
+    assert info["far"] and info["far_sizes"] == [7, 14] and 0 <= info["held_out_shrunk_accuracy"] <= 1
+    assert "far judge: held-out accuracy" in stdout + stderr and "shrunk to 9 px" in stdout + stderr
