@@ -25,7 +25,8 @@ import torch
 
 from fundiff.core.bands import gaussian_lowpass
 from fundiff.core.views import make_view
-from fundiff.evaluate.judge import predict, shrink
+from fundiff.evaluate.judge import predict, shrunk_accuracy
+from fundiff.evaluate.parta import shrink_far
 from fundiff.evaluate.runs import judge_for
 from fundiff.train.data import load_digits, split_holdout
 
@@ -62,14 +63,14 @@ def main() -> None:
     sharp = judge_for(args.data, data.source, None)[0]
     far = judge_for(args.data, data.source, None, far=True)[0]
     print(json.dumps({"judges": {name: {"sharp": _rate(predict(j, held.images) == held.labels),
-                                        "shrunk_9px": _rate(predict(j, shrink(held.images, 9)) == held.labels)}
+                                        "shrunk_9px": round(shrunk_accuracy(j, held), 3)}
                                  for name, j in (("sharp", sharp), ("far", far))}, "images": len(held)}))
     a_img, b_img, a, b = real_pairs(held, args.per_pair, args.seed)
     for sigma in SIGMAS:
         for w_low, w_high in WEIGHTS:
             low_a, low_b = gaussian_lowpass(a_img, 33, sigma), gaussian_lowpass(b_img, 33, sigma)
             x = (w_low * low_a + w_high * (b_img - low_b)).clamp(0, 1)
-            near, far_hit = predict(sharp, x) == b, predict(far, shrink(x, 9)) == a
+            near, far_hit = predict(sharp, x) == b, predict(far, shrink_far(x)) == a
             print(json.dumps({"hybrid_ceiling": {"sigma": sigma, "w_low": w_low, "w_high": w_high},
                               "near": _rate(near), "far": _rate(far_hit), "both": _rate(near & far_hit),
                               "images": len(a)}))

@@ -181,13 +181,13 @@ def hybrid_variant(model, judges, cfg: dict, a: list[int], b: list[int], seed: i
         g = torch.Generator().manual_seed(seed)
         x = ops._out(model, ops.sample(model, fn, torch.randn(len(a), 1, 28, 28, generator=g),
                                        ops.timesteps(model, s), s, g))
-        low = _block_bands(cfg["block"])[0](x)
+        lowpassed = _block_bands(cfg["block"])[0](x)
     else:
         x = ops.hybrid(model, [a, b], len(a), 33, [cfg["sigma"]], seed=seed, sampling=_sampling(cfg))
-        low = ops.lowpass_view(x, 33, cfg["sigma"])
+        lowpassed = ops.lowpass_view(x, 33, cfg["sigma"])
     near = predict(judge, x) == torch.tensor(b)
     far = predict(far_judge, shrink_far(x)) == torch.tensor(a)
-    low = predict(far_judge, low) == torch.tensor(a)
+    low = predict(far_judge, lowpassed) == torch.tensor(a)
     return {"near": _r(near), "far_shrunk": _r(far), "far_lowpass": _r(low), "both": _r(near & far),
             "both_lowpass": _r(near & low), "ci95": wilson(int((near & far).sum()), len(a))}
 
