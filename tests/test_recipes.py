@@ -77,7 +77,8 @@ def test_overrides():
 
 @pytest.mark.parametrize("kw", [dict(epochs=0), dict(epochs=-1), dict(width=-3), dict(width=0), dict(batch_size=1),
                                 dict(lr=0.0), dict(p_uncond=1.0), dict(ema_decay=1.0), dict(sigma=-0.1),
-                                dict(lr_schedule="step"), dict(precision="fp8"), dict(beta_start=0.5)])
+                                dict(lr_schedule="step"), dict(precision="fp8"), dict(beta_start=0.5),
+                                dict(augment=1.5), dict(augment=-0.1)])
 def test_out_of_range_overrides_are_user_errors(kw):
     with pytest.raises(UserError):
         make_recipe("class", **kw)

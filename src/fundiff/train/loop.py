@@ -21,6 +21,7 @@ from fundiff.errors import UserError
 from fundiff.io.files import versions, write_json, write_text
 from fundiff.nets.unet import UNet
 from fundiff.train import checkpoint as ckpt
+from fundiff.train.augment import random_affine
 from fundiff.train.data import Digits, split_holdout
 from fundiff.train.objectives import ddpm_loss, denoiser_loss, flow_loss, one_hot_with_dropout
 from fundiff.train.recipes import Recipe
@@ -168,7 +169,8 @@ class Trainer:
             idx = perm[start:start + r.batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
-            loss = self._step(self.train_set.images[idx].to(self.device), self.train_set.labels[idx].to(self.device), g)
+            x = random_affine(self.train_set.images[idx].to(self.device), g, r.augment)
+            loss = self._step(x, self.train_set.labels[idx].to(self.device), g)
             seen += len(idx)
             ep_losses.append(loss)
             # kept as loss.csv holds them, so that a resumed run (which reads them back) draws the same loss curve

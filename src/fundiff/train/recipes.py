@@ -19,7 +19,7 @@ MAX_EPOCHS, MAX_BATCH, MAX_WIDTH = 10_000, 8_192, 512
 """Bounds that keep a run finite and in memory (the spec: 20 epochs, batch 128, width 64)."""
 RANGES = {"epochs": f"1 to {MAX_EPOCHS:,}", "batch_size": f"2 to {MAX_BATCH:,}", "lr": "above 0, at most 1",
           "width": f"1 to {MAX_WIDTH}", "sigma": "0 to 100", "p_uncond": "0 to below 1", "ema_decay": "0 to below 1",
-          "guidance_interval": "0 <= low < high <= 1"}
+          "augment": "0 to 1", "guidance_interval": "0 <= low < high <= 1"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Recipe:
     guidance: float = 5.0
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     ema_decay: float = 0.0
+    augment: float = 0.0
     clip_x0: bool = False
     sample_epochs: tuple[int, ...] = field(default_factory=tuple)
     precision: str = "fp32"
@@ -62,6 +63,7 @@ class Recipe:
             "lr": 0 < self.lr <= 1, "width": 1 <= self.width <= MAX_WIDTH, "T": 2 <= self.T <= 100_000,
             "sigma": 0 <= self.sigma <= 100,
             "p_uncond": 0 <= self.p_uncond < 1, "ema_decay": 0 <= self.ema_decay < 1,
+            "augment": 0 <= self.augment <= 1,
             "beta_start": 0 < self.beta_start < self.beta_end < 1, "holdout_per_class": self.holdout_per_class >= 1,
             "guidance_interval": len(self.guidance_interval) == 2
             and 0 <= self.guidance_interval[0] < self.guidance_interval[1] <= 1,
