@@ -173,7 +173,7 @@ def test_cli_sample_from_a_weights_file_and_classes(cli_run, tmp_path):
     (["--steps", "0"], "--steps"), (["--steps", "301"], "--steps"),
     (["--classes", "11"], "class 11 is outside 0-9"),
     (["--per-class", "0"], "--per-class"), (["--guidance", "-1"], "--guidance"), (["--epoch", "7"], "7"),
-    (["--sampler", "euler", "--steps", "2"], "DDPM model: use --sampler ddpm or ddim"),
+    (["--sampler", "euler", "--steps", "2"], "DDPM model: use --sampler ddpm, ddim or dpmpp-2m"),
     (["--sampler", "magic"], "magic"),
 ])
 def test_cli_sample_bad_options(cli_run, tmp_path, args, fragment):

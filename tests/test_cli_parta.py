@@ -67,8 +67,9 @@ def test_generate_is_reproducible_to_the_byte(tmp_path):
 
 
 def test_edit_takes_drawings_and_photos(images, tmp_path):
-    # the digit model's own grid is all 300 steps; --stride 9 is the spec's 34-step Part A grid (297, 288, ...)
-    for name, grid, t_start in (("drawn", (), [294, 289]), ("transparent", ("--stride", "9"), [252, 207])):
+    # the digit model's own grid is DPM-Solver's 20 steps (299, 284, ..., 15); --stride 9 is the spec's 34-step
+    # Part A grid (297, 288, ...)
+    for name, grid, t_start in (("drawn", (), [224, 150]), ("transparent", ("--stride", "9"), [252, 207])):
         out = tmp_path / name
         rec = _ok(run_cli("edit", images[name], "--i-start", "5", "10", "--prompt", "7", *grid, "--out", out), out)
         assert rec["args"]["fit"] is True and rec["args"]["i_start"] == [5, 10]
@@ -111,7 +112,7 @@ def test_anagram_and_hybrids(tmp_path):
     (("inpaint", "{digit}"), "--mask"),
     (("anagram", "--prompt", "1", "--prompt", "2", "--views", "spin"), "known views: identity"),
     (("generate", "--model", "nope"), "unknown model 'nope'"),
-    (("edit", "{digit}", "--i-start", "300"), "i_start 300 is outside 0..299"),
+    (("edit", "{digit}", "--i-start", "20"), "i_start 20 is outside 0..19"),
     (("edit", "{digit}", "--stride", "9", "--i-start", "34"), "i_start 34 is outside 0..33"),
     (("edit", "{digit}", "--i-start", "-1"), "i_start -1"),
     (("generate", "--class", "10"), "class 10 is outside 0-9"),
@@ -125,7 +126,7 @@ def test_anagram_and_hybrids(tmp_path):
     (("generate", "--variance", "wide"), "unknown variance 'wide'"),
     (("generate", "--guidance-interval", "0.9,0.5"), "--guidance-interval"),
     (("generate", "--stride", "3", "--steps", "5"), "not both"),
-    (("generate", "--sampler", "euler"), "DDPM model: use --sampler ddpm or ddim"),
+    (("generate", "--sampler", "euler"), "DDPM model: use --sampler ddpm, ddim or dpmpp-2m"),
 ])
 def test_bad_input_is_one_error_line(images, tmp_path, args, fragment):
     subst = {k: str(v) for k, v in images.items()} | {"missing": str(tmp_path / "missing.png")}
@@ -157,7 +158,7 @@ def test_generate_equals_sample_for_the_same_seed(tmp_path):
         assert png.shape == (28, 28) and np.array_equal(png, npz["images"][i]), i
     meta = json.loads((s / "sample.json").read_text())
     assert meta["sampling"] == rec["sampling"]
-    assert (rec["sampling"]["sampler"], rec["sampling"]["stride"], rec["sampling"]["variance"]) == ("ddpm", 1, "beta")
+    assert (rec["sampling"]["sampler"], rec["sampling"]["steps"], rec["sampling"]["stride"]) == ("dpmpp-2m", 20, None)
     assert rec["sampling"]["guidance"] == 5 and rec["sampling"]["guidance_interval"] == [0.5, 0.9]
 
 
@@ -179,7 +180,8 @@ def test_default_output_folder_names_the_settings_given(images, tmp_path):
 def test_sampling_options_override_the_card(tmp_path):
     """Every sampling option given replaces the card's; the rest stay the card's; args.json records them all."""
     out = tmp_path / "g"
-    rec = _ok(run_cli("generate", "--class", "2", "--n", "1", "--steps", "3", "--variance", "posterior", "--no-clip",
+    rec = _ok(run_cli("generate", "--class", "2", "--n", "1", "--sampler", "ddpm", "--steps", "3", "--variance",
+                      "posterior", "--no-clip",
                       "--guidance", "2", "--guidance-interval", "0,1", "--out", out), out)
     assert rec["sampling"] == {"sampler": "ddpm", "steps": 3, "stride": None, "variance": "posterior", "clip": False,
                                "guidance": 2.0, "guidance_interval": [0.0, 1.0]}

@@ -22,7 +22,7 @@ def test_the_digit_card_has_illusion_defaults_beside_its_plain_ones():
     ill = model.illusions()
     assert ill.steps == ILLUSION_STEPS and ill.stride is None and ill.variance == "posterior"
     assert ill.guidance == ILLUSION_GUIDANCE and ill.guidance_interval == (0.0, 1.0) and ill.clip
-    assert model.sampling.steps is None and model.sampling.stride == 1  # plain samples: all 300 steps
+    assert model.sampling.sampler == "dpmpp-2m" and model.sampling.steps == 20  # plain samples: DPM-Solver++(2M)
     assert model.describe()["illusion_sampling"]["steps"] == ILLUSION_STEPS
 
 

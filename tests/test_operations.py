@@ -52,7 +52,7 @@ def test_default_timesteps_are_about_three_percent_of_T(targets):
         ops.Sampling(stride=3, steps=10).timesteps(300)
     with pytest.raises(UserError, match="sampler"):
         ops.Sampling(sampler="magic")
-    with pytest.raises(UserError, match="sampler ddpm or ddim"):
+    with pytest.raises(UserError, match="sampler ddpm, ddim or dpmpp-2m"):
         ops.settings(oracle_model(targets), ops.Sampling(sampler="euler"))  # euler is for flow models
     spec = ops.spec_part_a(oracle_model(targets))
     assert spec.timesteps(300) == list(range(297, -1, -9)) and spec.variance == "posterior"

@@ -57,17 +57,18 @@ def test_a_short_retrain_of_the_shipped_recipe_learns_digits(digits, tmp_path):
     trainer = train_run(recipe, tmp_path, digits)
     hist = trainer.history
     assert hist[-1]["mean_loss"] < 0.6 * hist[0]["mean_loss"], hist
-    model = load_diffusion_model(str(tmp_path), CPU)
-    x = torch.cat([ops.generate(model, c, 5, seed=c, sampling=ops.Sampling(steps=20)) for c in range(10)])
+    model = load_diffusion_model(str(tmp_path), CPU)  # a 3-epoch net: DDPM's noise forgives it more than DPM-Solver
+    x = torch.cat([ops.generate(model, c, 5, seed=c, sampling=ops.Sampling(sampler="ddpm", steps=20))
+                   for c in range(10)])
     acc = (nearest_centroid(trainer.held_out, x) == torch.arange(10).repeat_interleave(5)).float().mean()
     assert acc >= 0.3, f"nearest-centroid accuracy after 3 epochs {acc:.2f}"
 
 
 def test_the_shipped_model_card_defaults():
-    """DDPM over all 300 steps with the spec's beta variance, x0_hat clamped, CFG 5 on noise levels 0.5-0.9."""
+    """DPM-Solver++(2M) in 20 steps, x0_hat clamped, CFG 5 on noise levels 0.5-0.9."""
     model = load_diffusion_model("digits", CPU)
-    assert model.sampling == ops.Sampling(sampler="ddpm", stride=1, variance="beta", clip=True, guidance=5.0,
+    assert model.sampling == ops.Sampling(sampler="dpmpp-2m", steps=20, clip=True, guidance=5.0,
                                           guidance_interval=(0.5, 0.9))
-    assert model.default_guidance == 5.0 and model.sampling.timesteps(model.schedule.T) == list(range(299, -1, -1))
+    assert model.default_guidance == 5.0 and model.sampling.timesteps(model.schedule.T)[:3] == [299, 284, 269]
     assert model.device == CPU and model.conditioning == "class" and model.num_classes == 10
     assert repr(model) == "DiffusionModel('digits': 10-class DDPM, 1x28x28, T=300, cpu)"

@@ -40,10 +40,11 @@ def settings(model: DiffusionModel, sampling: Sampling | None = None, guidance: 
     s = asked.over(model.illusions() if illusion else model.sampling)
     if s.variance == "learned" and not model.learned_variance:
         raise UserError(f"model {model.name} has no learned variance; use --variance beta or posterior")
-    if model.is_flow and s.sampler != "euler":
-        raise UserError(f"model {model.name} is a flow-matching model: it samples with euler, not {s.sampler}")
+    if model.is_flow and s.sampler not in ("euler", "dpmpp-2m"):
+        raise UserError(f"model {model.name} is a flow-matching model: it samples with euler or dpmpp-2m, not "
+                        f"{s.sampler}")
     if not model.is_flow and s.sampler == "euler":
-        raise UserError(f"model {model.name} is a DDPM model: use --sampler ddpm or ddim")
+        raise UserError(f"model {model.name} is a DDPM model: use --sampler ddpm, ddim or dpmpp-2m")
     return s
 
 

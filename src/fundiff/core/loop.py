@@ -6,6 +6,7 @@ calls the (wrapped) denoiser, applies an update, then an optional projection (in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -82,6 +83,52 @@ def euler_update(x_t: torch.Tensor, pred: Velocity, t: float, t_next: float) -> 
     return x_t + (t_next - t) * pred.v, x_t + (1 - t) * pred.v
 
 
+def dpmpp_2m_update(x_s: torch.Tensor, x0_s: torch.Tensor, s: tuple[float, float], t: tuple[float, float],
+                    previous: tuple[float, torch.Tensor] | None = None) -> torch.Tensor:
+    """One DPM-Solver++(2M) step s -> t in data prediction (Lu et al. 2022, Alg. 2) on x_s = alpha_s x0 + sigma_s e,
+    with ``s`` = (alpha_s, sigma_s), ``t`` likewise and lambda = log(alpha / sigma), h = lambda_t - lambda_s:
+
+        x_t = (sigma_t / sigma_s) x_s - alpha_t (e^-h - 1) D,
+        D = (1 + 1 / 2r) x0_s - (1 / 2r) x0_prev,  r = (lambda_s - lambda_prev) / h  (``previous`` = (lambda_prev,
+        x0_prev)), or D = x0_s without one (first order: DDIM). e^-h = sigma_t alpha_s / (alpha_t sigma_s) stays
+        finite at pure noise (alpha_s = 0) and the clean image (sigma_t = 0, where x_t = D)."""
+    (alpha_s, sigma_s), (alpha_t, sigma_t) = s, t
+    exp_neg_h = sigma_t * alpha_s / (alpha_t * sigma_s)
+    d = x0_s
+    if previous is not None and 0 < exp_neg_h and alpha_s > 0:
+        h = -math.log(exp_neg_h)
+        r = (math.log(alpha_s / sigma_s) - previous[0]) / h
+        d = (1 + 1 / (2 * r)) * x0_s - (1 / (2 * r)) * previous[1]
+    return (sigma_t / sigma_s) * x_s - alpha_t * (exp_neg_h - 1) * d
+
+
+def dpm_solver_step(process: Schedule | FlowPath, clip: tuple[float, float] | None = None) -> Step:
+    """DPM-Solver++(2M) (:func:`dpmpp_2m_update`) as a loop step, for a DDPM schedule (alpha = sqrt(abar),
+    sigma = sqrt(1 - abar), x0_hat from eps) or a flow path (alpha = t, sigma = 1 - t, x1_hat = x_t + (1 - t) u).
+    It remembers the last (lambda, x0_hat) while the levels follow on; the step to the clean image is first order,
+    as diffusers' ``DPMSolverMultistepScheduler`` takes it (``final_sigmas_type="zero"``)."""
+    memory: dict = {}
+
+    def coefficients(level: int | float) -> tuple[float, float]:
+        if isinstance(process, FlowPath):
+            return float(level), 1.0 - float(level)
+        abar = float(process.abar(level))
+        return math.sqrt(abar), math.sqrt(1.0 - abar)
+
+    def step(x: torch.Tensor, pred: Output, level: int | float, next_level: int | float, g: torch.Generator | None):
+        x0_hat = process.x0_hat(x, pred, level)
+        if clip is not None:
+            x0_hat = x0_hat.clamp(*clip)
+        (alpha_s, sigma_s), t = coefficients(level), coefficients(next_level)
+        previous = memory.get("previous") if memory.get("next") == level and not process.is_clean(next_level) else None
+        out = dpmpp_2m_update(x, x0_hat, (alpha_s, sigma_s), t, previous)
+        lam = math.log(alpha_s / sigma_s) if alpha_s > 0 else -math.inf
+        memory.update(previous=(lam, x0_hat), next=next_level)
+        return out, x0_hat
+
+    return step
+
+
 def ddpm_step(schedule: Schedule, sampler: str = "ddpm", variance: str = "beta",
               clip: tuple[float, float] | None = None) -> Step:
     """The strided DDPM (or DDIM) step from index k to k' on ``schedule``; noise z is drawn on the CPU from the
@@ -105,6 +152,8 @@ def euler_step(x: torch.Tensor, pred: Velocity, t: float, t_next: float, g: torc
 def make_step(process: Schedule | FlowPath, s: Sampling, value_range: tuple[float, float]) -> Step:
     """The update a model's process and resolved sampling settings call for: Euler on a flow path, else the
     DDPM/DDIM step with the chosen variance and (when ``s.clip``) x0_hat clamped to ``value_range``."""
+    if s.sampler == "dpmpp-2m":
+        return dpm_solver_step(process, value_range if s.clip else None)
     if isinstance(process, FlowPath):
         return euler_step
     return ddpm_step(process, "ddim" if s.sampler == "ddim" else "ddpm", s.variance or "beta",

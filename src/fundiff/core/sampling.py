@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from fundiff.core.schedule import evenly_spaced_timesteps, strided_timesteps
+from fundiff.core.schedule import evenly_spaced_timesteps, solver_timesteps, strided_timesteps
 from fundiff.errors import UserError
 
-SAMPLERS = ("ddpm", "ddim", "euler")
+SAMPLERS = ("ddpm", "ddim", "euler", "dpmpp-2m")
 VARIANCES = ("beta", "posterior", "learned")
 
 
@@ -15,7 +15,9 @@ VARIANCES = ("beta", "posterior", "learned")
 class Sampling:
     """Sampling settings; None means "the model's default" (see :meth:`over`).
 
-    ``sampler``: ddpm (strided, with noise), ddim (deterministic) or euler (flow models). ``steps``
+    ``sampler``: ddpm (strided, with noise), ddim (deterministic), euler (flow models) or dpmpp-2m
+    (DPM-Solver++(2M), deterministic and second order, for both kinds; its ``steps`` use diffusers' "linspace"
+    grid, which ends one step above the clean image instead of at timestep 0). ``steps``
     evenly spaced steps or a timestep ``stride`` (the spec's Part A grid); ``variance`` of a DDPM step
     (beta, posterior or the model's learned one); ``clip`` clamps x0_hat to the data range;
     ``guidance`` is CFG's gamma, applied where the noise level t/T lies in ``guidance_interval``.
@@ -46,7 +48,7 @@ class Sampling:
         if self.steps is not None:
             if self.steps > T:
                 raise UserError(f"--steps {self.steps} is more than the model's T = {T} timesteps; use 1..{T}")
-            return evenly_spaced_timesteps(T, self.steps)
+            return (solver_timesteps if self.sampler == "dpmpp-2m" else evenly_spaced_timesteps)(T, self.steps)
         if self.stride is not None and self.stride > T:
             raise UserError(f"--stride {self.stride} is more than the model's T = {T} timesteps; use 1..{T}")
         return strided_timesteps(T, max(1, round(T * 3 / 100)) if self.stride is None else self.stride)

@@ -141,3 +141,12 @@ def evenly_spaced_timesteps(T: int, steps: int) -> list[int]:
         raise ValueError(f"steps must be in 1..{T}, got {steps}")
     ks = torch.linspace(T - 1, 0, steps).round().long().tolist()
     return sorted(set(ks), reverse=True)
+
+
+def solver_timesteps(T: int, steps: int) -> list[int]:
+    """diffusers' "linspace" spacing for ``steps`` solver steps: round(linspace(0, T - 1, steps + 1)), descending,
+    without its last entry 0 (the final step goes from about (T - 1) / steps straight to the clean image)."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in 1..{T}, got {steps}")
+    ks = torch.linspace(0, T - 1, steps + 1, dtype=torch.float64).round().long().flip(0)[:-1].tolist()
+    return sorted(set(ks), reverse=True)
