@@ -1,11 +1,13 @@
 """Store a finished class-conditioned training run inside the package as a shipped model (``--model NAME``).
 
-    python tools/ship_model.py NAME RUN_DIR [EVAL_JSON ...]
+    python tools/ship_model.py NAME RUN_DIR [EVAL_JSON ...] [--sampling KEY=VALUE,...]
 
 NAME is ``digits`` (a run on MNIST) or ``fashion`` (a run on Fashion-MNIST). Writes src/fundiff/assets/NAME.safetensors
 (the run's last sampling weights, the EMA if it kept one, in fp16: about 4 MB) and NAME.json (the card: recipe, the
 command that trained it, data, training time, epoch, versions, and the measured numbers of the given eval.json files
 of ``fundiff evaluate``). Sampling-only recipe fields are set to the current defaults (the card keeps the trained ones).
+``--sampling`` sets the model's own sampling defaults over its recipe's, e.g. ``sampler=ddpm,stride=1,variance=beta``
+where the measurements show the recipe's default sampler does not hold for this model.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from fundiff.core.sampling import Sampling
 from fundiff.errors import UserError
 from fundiff.io.files import write_json
 from fundiff.models import SHIPPED
@@ -58,7 +61,22 @@ def training_command(recipe: Recipe) -> str:
     return " ".join(words)
 
 
-def main(name: str, run_dir: Path, evals: list[Path], assets: Path = ASSETS) -> dict:
+def parse_sampling(text: str) -> dict:
+    """KEY=VALUE,... as :class:`Sampling` fields (checked), e.g. ``sampler=ddpm,stride=1,variance=beta``."""
+    known = {f.name: f for f in fields(Sampling)}
+    given = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in known or key == "guidance_interval" or not value:
+            raise UserError(f"--sampling {item!r}: give KEY=VALUE with KEY one of "
+                            f"{', '.join(k for k in known if k != 'guidance_interval')}")
+        given[key] = int(value) if key in ("steps", "stride") else float(value) if key == "guidance" else (
+            value == "true" if key == "clip" else value)
+    Sampling(**given)
+    return given
+
+
+def main(name: str, run_dir: Path, evals: list[Path], assets: Path = ASSETS, sampling: dict | None = None) -> dict:
     """Write ``assets``/NAME.safetensors and NAME.json from the finished run in ``run_dir``; returns the card."""
     if name not in SHIPPED or name not in DATA:
         raise UserError(f"unknown shipped model {name!r}; choose one of: {', '.join(DATA)}")
@@ -85,7 +103,7 @@ def main(name: str, run_dir: Path, evals: list[Path], assets: Path = ASSETS) -> 
                                              if getattr(trained, k) != getattr(recipe, k)}, "data": info["data"],
         "device": info.get("device"), "training_seconds": round(sum(h["seconds"] for h in info["history"]), 1),
         "last_epoch_mean_loss": round(info["history"][-1]["mean_loss"], 4), "versions": info["versions"],
-        "evaluations": [_evaluation(Path(p)) for p in evals],
+        "evaluations": [_evaluation(Path(p)) for p in evals], "sampling": sampling or {},
     }
     write_json(weights.with_suffix(".json"), card)
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and its card {weights.with_suffix('.json').name}: "
@@ -108,7 +126,9 @@ def ship_cli(args: list[str]) -> None:
         print(__doc__, file=sys.stdout if asked else sys.stderr)
         sys.exit(0 if asked else 2)
     try:
-        main(args[0], Path(args[1]), [Path(p) for p in args[2:]])
+        sampling = parse_sampling(args[args.index("--sampling") + 1]) if "--sampling" in args[:-1] else {}
+        paths = [a for i, a in enumerate(args) if a != "--sampling" and (i == 0 or args[i - 1] != "--sampling")]
+        main(paths[0], Path(paths[1]), [Path(p) for p in paths[2:]], sampling=sampling)
     except UserError as e:
         sys.exit(f"ship_model: error: {e}")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from fundiff.core.model import DiffusionModel
+from fundiff.core.sampling import Sampling
 from fundiff.errors import UserError
 from fundiff.io.files import pick_device
 from fundiff.models.deepfloyd.stage1 import LoadOptions, deepfloyd_model, is_deepfloyd_spec
@@ -38,6 +39,15 @@ def shipped_card(name: str) -> dict:
     return json.loads(card.read_text()) if card.is_file() else {}
 
 
+def card_sampling(card: dict) -> Sampling:
+    """The sampling settings a shipped model's card sets over its recipe's (``"sampling"``: where a measurement
+    chose otherwise, e.g. DDPM-300 for a model that DPM-Solver samples worse)."""
+    given = dict(card.get("sampling") or {})
+    if given.get("guidance_interval") is not None:
+        given["guidance_interval"] = tuple(given["guidance_interval"])
+    return Sampling(**given)
+
+
 def load(spec: str | Path, device: torch.device | str = "auto", *, epoch: int | None = None,
          precision: str | None = None, prompt_cache: Path | None = None, dtype: str = "auto",
          offload: bool = False) -> DiffusionModel:
@@ -52,7 +62,9 @@ def load(spec: str | Path, device: torch.device | str = "auto", *, epoch: int | 
         path = shipped_path(spec)
         if not path.is_file():
             raise UserError(f"the shipped model {spec!r} is missing from this install ({path})")
-        return _fundiff(path, spec, device, epoch, precision, {"card": shipped_card(spec)})
+        card = shipped_card(spec)
+        model = _fundiff(path, spec, device, epoch, precision, {"card": card})
+        return replace(model, sampling=card_sampling(card).over(model.sampling))
     path = Path(spec).expanduser()
     if (path.is_dir() and (path / RUN_FILE).is_file()) or (path.is_file() and path.suffix == ".safetensors"):
         return _fundiff(path, str(path), device, epoch, precision)

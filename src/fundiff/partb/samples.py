@@ -63,7 +63,7 @@ def settings_name(prefix: str, epoch: int, model: DiffusionModel, s: Sampling, s
     full = s.steps is None and s.stride == 1
     steps = "full" if full else (s.steps or f"stride{s.stride}")
     clipped = s.clip or model.is_flow  # Euler has no x0_hat to clamp
-    variance = "" if model.is_flow or s.variance == "beta" else f"-{s.variance}"
+    variance = "" if model.is_flow or s.variance in ("beta", None) else f"-{s.variance}"  # None: DDPM's beta
     guidance = s.guidance if model.conditioning == "class" else model.sampling.guidance
     return (f"{prefix}-e{epoch}-{s.sampler}-{steps}-g{guidance:g}-s{seed}"
             f"-{precision}-gi{lo:g}-{hi:g}{'' if clipped else '-noclip'}{variance}")
