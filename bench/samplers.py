@@ -8,10 +8,10 @@ plain implementation's DDPM-300 (fp32, CFG at every step, timed on ``--plain-ima
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import torch
+from speed import counting  # bench/speed.py, beside this file
 
 from fundiff import parta
 from fundiff.core.sampling import Sampling
@@ -30,22 +30,6 @@ VARIANTS = {
     "DPM-Solver++(2M), 25 steps": Sampling(sampler="dpmpp-2m", steps=25),
 }
 PLAIN = Sampling(sampler="ddpm", stride=1, variance="beta", guidance_interval=(0.0, 1.0))
-
-
-def counting(model):
-    """The model with a counter of images passed through its net (the net calls per image, CFG's included)."""
-    calls = [0]
-
-    def bind(condition):
-        fn = model.bind(condition)
-
-        def counted(x, level):
-            calls[0] += x.shape[0]
-            return fn(x, level)
-
-        return counted
-
-    return dataclasses.replace(model, bind=bind), calls
 
 
 def run(model, labels: list[int], sampling: Sampling) -> tuple[torch.Tensor, float, float]:

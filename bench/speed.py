@@ -1,7 +1,10 @@
 """Side-by-side speed of fundiff's training and sampling paths on this machine.
 
 Prints images/s for each variant and its ratio to the fp32 baseline, measured interleaved in one
-run (A, B, C, A, B, C, ...) so that a noisy shared machine affects every variant alike.
+run (A, B, C, A, B, C, ...) so that a noisy shared machine affects every variant alike, and as a fraction of the
+limit the machine's matmul peak sets: peak FLOP/s (a square matmul, fp32 and bf16, measured in the same run)
+divided by the net's FLOPs per image (counted by ``torch.utils.flop_counter``: forward and backward for
+training, one forward for a sampling step).
 
     python bench/speed.py [--width 64] [--batch 64] [--rounds 3]
 """
@@ -9,6 +12,7 @@ run (A, B, C, A, B, C, ...) so that a noisy shared machine affects every variant
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -42,21 +46,66 @@ def train_variant(width: int, batch: int, channels_last: bool, bf16: bool):
     return step
 
 
+def counting(model):
+    """The model with a counter of images passed through its net (net calls per image, CFG's included)."""
+    calls = [0]
+
+    def bind(condition):
+        fn = model.bind(condition)
+
+        def counted(x, level):
+            calls[0] += x.shape[0]
+            return fn(x, level)
+
+        return counted
+
+    return dataclasses.replace(model, bind=bind), calls
+
+
 def sample_variant(width: int, n: int, sampler: str, steps: int, channels_last: bool, precision: str = "fp32",
                    interval: tuple[float, float] = (0.0, 1.0)):
+    """A sampling run of ``n`` images with CFG 5 (returns the image count) and its net calls per image."""
     recipe = make_recipe("class", width=width, precision=precision, guidance_interval=interval)
     net = UNet(UNetConfig(width, "class")).eval()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    model = fundiff_model(net, recipe, "bench", torch.device("cpu"))
-    labels = list(range(10)) * (n // 10)
+    model, calls = counting(fundiff_model(net, recipe, "bench", torch.device("cpu")))
+    labels = [i % 10 for i in range(n)]
+    s = Sampling(sampler=sampler, steps=steps)
 
     def run() -> int:
-        s = Sampling(sampler=sampler, steps=steps)
         parta.generate(model, labels, len(labels), guidance=5.0, seed=0, sampling=s)
         return n
 
-    return run
+    run()
+    return run, calls[0] / len(labels)
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
+    """The best FLOP/s of an n x n matmul (2 n^3 FLOPs) in ``dtype`` over ``seconds``."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0))
+    return best
+
+
+def flops_per_image(width: int, batch: int, train: bool) -> float:
+    """FLOPs of one image through the class net: forward and backward (``train``) or one forward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = UNet(UNetConfig(width, "class"))
+    x, t, c = torch.rand(batch, 1, 28, 28), torch.rand(batch), torch.eye(10)[torch.arange(batch) % 10]
+    with FlopCounterMode(display=False) as counter:
+        if train:
+            net(x, t, c).pow(2).mean().backward()
+        else:
+            with torch.no_grad():
+                net(x, t, c)
+    return counter.get_total_flops() / batch
 
 
 def measure(fns: dict, rounds: int, seconds: float) -> dict[str, float]:
@@ -74,10 +123,16 @@ def measure(fns: dict, rounds: int, seconds: float) -> dict[str, float]:
     return {k: done[k] / spent[k] for k in fns}
 
 
-def report(title: str, rates: dict[str, float], base: str) -> None:
+def report(title: str, rates: dict[str, float], base: str, limit: dict[str, float] | None = None) -> None:
+    """Each variant's images/s, its ratio to ``base`` and (given ``limit``: images/s at the fp32 and bf16 peak)
+    its fraction of the limit of its precision."""
     print(f"\n{title}")
     for k, r in rates.items():
-        print(f"  {k:<34} {r:8.1f} img/s   x{r / rates[base]:.2f}")
+        frac = ""
+        if limit:
+            kind = "bf16" if "bf16" in k else "fp32"
+            frac = f"   {r / limit[kind]:6.1%} of the {kind} limit ({limit[kind]:.0f} img/s)"
+        print(f"  {k:<48} {r:8.1f} img/s   x{r / rates[base]:.2f}{frac}")
 
 
 def main() -> None:
@@ -87,25 +142,57 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--samples", type=int, default=20, help="images per sampling batch")
+    ap.add_argument("--batches", default="1,16,128,1024", help="batch sizes for seconds per image ('' = skip)")
     a = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, width {a.width}")
+    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    train_flops, step_flops = flops_per_image(a.width, a.batch, True), flops_per_image(a.width, a.batch, False)
+    print(f"matmul peak: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s; the net: "
+          f"{train_flops / 1e9:.2f} GFLOP per training image, {step_flops / 1e9:.3f} GFLOP per image per net call")
     train = {
         "fp32": train_variant(a.width, a.batch, False, False),
         "fp32 + channels_last (default)": train_variant(a.width, a.batch, True, False),
         "bf16 autocast": train_variant(a.width, a.batch, False, True),
         "bf16 autocast + channels_last": train_variant(a.width, a.batch, True, True),
     }
-    report(f"training, batch {a.batch}", measure(train, a.rounds, a.seconds), "fp32")
+    report(f"training, batch {a.batch}", measure(train, a.rounds, a.seconds), "fp32",
+           {k: p / train_flops for k, p in peak.items()})
     n = a.samples
-    sample = {
-        "DDPM-300, fp32": sample_variant(a.width, n, "ddpm", 300, False),
-        "DDPM-300, channels_last": sample_variant(a.width, n, "ddpm", 300, True),
-        "DDPM-300, channels_last + bf16": sample_variant(a.width, n, "ddpm", 300, True, "bf16"),
-        "DDPM-300, bf16 + interval (default)": sample_variant(a.width, n, "ddpm", 300, True, "bf16", (0.5, 1.0)),
-        "DDIM-50, bf16 + interval": sample_variant(a.width, n, "ddim", 50, True, "bf16", (0.5, 1.0)),
+    variants = {
+        "DDPM-300, fp32": (n, "ddpm", 300, False),
+        "DDPM-300, channels_last": (n, "ddpm", 300, True),
+        "DDPM-300, channels_last + bf16": (n, "ddpm", 300, True, "bf16"),
+        "DDPM-300, bf16 + interval": (n, "ddpm", 300, True, "bf16", (0.5, 0.9)),
+        "DDIM-50, bf16 + interval": (n, "ddim", 50, True, "bf16", (0.5, 0.9)),
+        "DPM-Solver++(2M)-20, bf16 + interval (default)": (n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9)),
     }
-    report(f"sampling with CFG, {n} images", measure(sample, a.rounds, a.seconds), "DDPM-300, fp32")
+    made = {k: sample_variant(a.width, *v) for k, v in variants.items()}
+    rates = measure({k: fn for k, (fn, _) in made.items()}, a.rounds, a.seconds)
+    report(f"sampling with CFG 5, {n} images", rates, "DDPM-300, fp32")
+    print(f"\nper net call (images/s x net calls per image), against the limit of {step_flops / 1e9:.3f} GFLOP each")
+    for k, (_, calls) in made.items():
+        kind = "bf16" if "bf16" in k else "fp32"
+        per_call = rates[k] * calls
+        print(f"  {k:<48} {calls:5.0f} calls/img  {per_call:8.0f} img-calls/s  "
+              f"{per_call * step_flops / peak[kind]:6.1%} of the {kind} limit")
+    if a.batches:
+        batch_sizes(a.width, [int(b) for b in a.batches.split(",")])
 
+
+def batch_sizes(width: int, sizes: list[int]) -> None:
+    """Seconds per image of the default sampler (DPM-Solver++(2M)-20, bf16, CFG 5 on [0.5, 0.9]) when ``n`` images
+    are sampled at once, each size timed twice, alternately, and the faster kept."""
+    runs = {n: sample_variant(width, n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9))[0] for n in sizes}
+    best = {n: float("inf") for n in sizes}
+    for _ in range(2):
+        for n, fn in runs.items():
+            t0 = time.perf_counter()
+            done = fn()
+            best[n] = min(best[n], (time.perf_counter() - t0) / done)
+    print("\nsampling seconds per image by batch (default sampler)")
+    for n in sizes:
+        ratio = best[n] / best[sizes[-1]]
+        print(f"  {n:>5} at once: {best[n] * 1000:8.1f} ms per image   x{ratio:.2f} of the {sizes[-1]}-image batch")
 
 if __name__ == "__main__":
     main()
