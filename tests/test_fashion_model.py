@@ -157,24 +157,25 @@ def test_ship_model_writes_a_loadable_asset_and_card(fashion_run, tmp_path, monk
     assert model.check_condition("sneakers") == 7 and not model.mnist_framing
     x = ops.generate(model, "ankle boot", 2, sampling=ops.Sampling(steps=3))
     assert x.shape == (2, 1, 28, 28)
-    assert model.sampling.sampler == "dpmpp-2m" and card["sampling"] == {}  # the default recipe's
+    assert model.sampling.sampler == "ddpm" and card["sampling"] == {}  # the recipe's: DDPM-300
 
 
 def test_a_card_sets_the_models_own_sampler(fashion_run, tmp_path, monkeypatch):
-    """--sampling sampler=ddpm,stride=1,variance=beta: the card's choice over the recipe's; the shipped clothing
-    model keeps DDPM-300, which DPM-Solver++(2M) does not match on it (README, "Speed")."""
+    """--sampling sampler=dpmpp-2m,steps=20: the card's choice over the recipe's DDPM-300, where measurements show it
+    holds (the shipped digit model; not the clothing model, which DPM-Solver++(2M) samples worse: README)."""
     tool = ship_model()
-    given = tool.parse_sampling("sampler=ddpm,stride=1,variance=beta")
+    given = tool.parse_sampling("sampler=dpmpp-2m,steps=20")
     card = tool.main("fashion", fashion_run, [], assets=tmp_path, sampling=given)
-    assert card["sampling"] == {"sampler": "ddpm", "stride": 1, "variance": "beta"}
+    assert card["sampling"] == {"sampler": "dpmpp-2m", "steps": 20}
     monkeypatch.setattr(fundiff.models, "shipped_path", lambda name: tmp_path / SHIPPED[name])
     s = load_diffusion_model("fashion", CPU).sampling
-    assert (s.sampler, s.stride, s.steps, s.variance, s.guidance) == ("ddpm", 1, None, "beta", 5.0)
+    assert (s.sampler, s.stride, s.steps, s.guidance, s.guidance_interval) == ("dpmpp-2m", None, 20, 5.0, (0.5, 0.9))
     for bad in ("sampler=magic", "colour=red", "steps="):
         with pytest.raises(UserError):
             tool.parse_sampling(bad)
     monkeypatch.undo()
     assert load_diffusion_model("fashion", CPU).sampling.sampler == "ddpm"
+    assert load_diffusion_model("digits", CPU).sampling.sampler == "dpmpp-2m"
 
 
 def test_ship_model_refuses_unfinished_and_mismatched_runs(fashion_run, tmp_path):

@@ -10,10 +10,9 @@ from fundiff import parta
 from fundiff.core.sampling import Sampling
 from fundiff.core.schedule import FlowPath, Schedule
 from fundiff.errors import UserError
-from fundiff.models.fundiff_unet import fundiff_model, recipe_process, recipe_sampling
+from fundiff.models.fundiff_unet import fundiff_model, recipe_process
 from fundiff.partb.samples import class_grid_labels
 from fundiff.train.checkpoint import load_model
-from fundiff.train.recipes import Recipe
 
 CPU = torch.device("cpu")
 
@@ -30,27 +29,22 @@ def test_class_grid_labels():
 
 
 def test_card_defaults_of_a_ddpm_class_run(class_model):
-    """DPM-Solver++(2M) in 20 steps (the default recipe), clip as the recipe says, CFG at the recipe's gamma and
-    interval; a spec-recipe run keeps DDPM over all T steps with the beta variance."""
+    """DDPM over all T steps with the beta variance, clip as the recipe says, CFG at the recipe's gamma/interval."""
     recipe = class_model.info["recipe"]
     s = class_model.sampling
     assert isinstance(class_model.schedule, Schedule) and class_model.schedule.T == recipe["T"] == 300
-    assert recipe["recipe"] == "default"
-    assert (s.sampler, s.stride, s.steps, s.variance) == ("dpmpp-2m", None, 20, None)
+    assert (s.sampler, s.stride, s.steps, s.variance) == ("ddpm", 1, None, "beta")
     assert s.clip == bool(recipe["clip_x0"]) and s.guidance == recipe["guidance"]
     assert s.guidance_interval == tuple(recipe["guidance_interval"])
-    assert s.timesteps(300) == [round(299 * j / 20) for j in range(20, 0, -1)]
-    spec = recipe_sampling(Recipe.from_dict({**recipe, "recipe": "spec"}))
-    assert (spec.sampler, spec.stride, spec.steps, spec.variance) == ("ddpm", 1, None, "beta")
-    assert spec.timesteps(300) == list(range(299, -1, -1))
+    assert s.timesteps(300) == list(range(299, -1, -1))
 
 
 def test_generate_same_seed_same_samples_full_ddpm(class_model):
     ks = []
-    a = parta.generate(class_model, [0, 7], 2, guidance=5.0, seed=3, sampling=Sampling(sampler="ddpm", stride=1),
+    a = parta.generate(class_model, [0, 7], 2, guidance=5.0, seed=3, sampling=Sampling(sampler="ddpm"),
                        callback=lambda d: ks.append(d["k"]))
     assert ks == list(range(299, -1, -1))  # all T = 300 steps
-    b = parta.generate(class_model, [0, 7], 2, guidance=5.0, seed=3, sampling=Sampling(sampler="ddpm", stride=1))
+    b = parta.generate(class_model, [0, 7], 2, guidance=5.0, seed=3, sampling=Sampling(sampler="ddpm"))
     assert a.shape == (2, 1, 28, 28) and torch.isfinite(a).all()
     assert torch.equal(a, b)
     assert not torch.equal(a, parta.generate(class_model, [0, 7], 2, guidance=5.0, seed=4,

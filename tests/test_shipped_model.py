@@ -57,7 +57,7 @@ def test_a_short_retrain_of_the_shipped_recipe_learns_digits(digits, tmp_path):
     trainer = train_run(recipe, tmp_path, digits)
     hist = trainer.history
     assert hist[-1]["mean_loss"] < 0.6 * hist[0]["mean_loss"], hist
-    model = load_diffusion_model(str(tmp_path), CPU)  # a 3-epoch net: DDPM's noise forgives it more than DPM-Solver
+    model = load_diffusion_model(str(tmp_path), CPU)
     x = torch.cat([ops.generate(model, c, 5, seed=c, sampling=ops.Sampling(sampler="ddpm", steps=20))
                    for c in range(10)])
     acc = (nearest_centroid(trainer.held_out, x) == torch.arange(10).repeat_interleave(5)).float().mean()
@@ -65,9 +65,10 @@ def test_a_short_retrain_of_the_shipped_recipe_learns_digits(digits, tmp_path):
 
 
 def test_the_shipped_model_card_defaults():
-    """DPM-Solver++(2M) in 20 steps, x0_hat clamped, CFG 5 on noise levels 0.5-0.9."""
+    """The card's DPM-Solver++(2M) in 20 steps over the recipe's DDPM-300, x0_hat clamped, CFG 5 on noise levels
+    0.5-0.9 (the recipe's variance stays, unused by the solver)."""
     model = load_diffusion_model("digits", CPU)
-    assert model.sampling == ops.Sampling(sampler="dpmpp-2m", steps=20, clip=True, guidance=5.0,
+    assert model.sampling == ops.Sampling(sampler="dpmpp-2m", steps=20, variance="beta", clip=True, guidance=5.0,
                                           guidance_interval=(0.5, 0.9))
     assert model.default_guidance == 5.0 and model.sampling.timesteps(model.schedule.T)[:3] == [299, 284, 269]
     assert model.device == CPU and model.conditioning == "class" and model.num_classes == 10

@@ -66,25 +66,14 @@ def recipe_process(recipe: Recipe) -> Schedule | FlowPath:
     return linear_schedule(recipe.T, recipe.beta_start, recipe.beta_end)
 
 
-SOLVER_STEPS = 20
-"""The default recipe's DDPM models sample with DPM-Solver++(2M) in 20 steps (29 net calls per image with CFG on
-[0.5, 0.9]): on the shipped digit model it scores as DDPM-300 does or better, in a tenth of the time (README,
-"Speed"; ``python bench/samplers.py``)."""
-
-
 def recipe_sampling(recipe: Recipe) -> Sampling:
-    """The sampling defaults of a recipe's card: Euler on every one of T steps (flow), DPM-Solver++(2M) in
-    :data:`SOLVER_STEPS` steps (the default recipe's DDPM models) or every one of T DDPM steps with the spec's beta
-    variance (``--recipe spec``); x0_hat clamped as the recipe says, CFG gamma and interval from the recipe."""
+    """The sampling defaults of a recipe's card: every one of T steps, the spec's beta variance (DDPM) or Euler
+    (flow), x0_hat clamped as the recipe says, CFG gamma and interval from the recipe."""
     is_class = recipe.model == "class"
     flow = recipe.objective == "flow"
-    common = dict(clip=bool(recipe.clip_x0) and not flow, guidance=recipe.guidance if is_class else 1.0,
-                  guidance_interval=tuple(recipe.guidance_interval))
-    if flow:
-        return Sampling(sampler="euler", stride=1, **common)
-    if recipe.recipe == "default":
-        return Sampling(sampler="dpmpp-2m", steps=SOLVER_STEPS, **common)
-    return Sampling(sampler="ddpm", stride=1, variance="beta", **common)
+    return Sampling(sampler="euler" if flow else "ddpm", stride=1, variance=None if flow else "beta",
+                    clip=bool(recipe.clip_x0) and not flow, guidance=recipe.guidance if is_class else 1.0,
+                    guidance_interval=tuple(recipe.guidance_interval))
 
 
 ILLUSION_STEPS, ILLUSION_GUIDANCE = 50, 10.0
