@@ -25,7 +25,7 @@ def main(per_class: int = 20) -> None:
     digits = load_digits("mnist")
     train, held = split_holdout(digits, 50)
     judge, _, _ = judge_for("mnist", digits.source, None)
-    paths = {"unified default (card: DDPM-300, beta variance, CFG 5 on [0.5, 0.9])": None,
+    paths = {"the card's default (DPM-Solver++(2M)-20, CFG 5 on [0.5, 0.9])": None,
              "old Part A path (stride 9, posterior variance, CFG 5 at every step)": parta.spec_part_a(model)}
     print(f"real held-out digits: mean brightness {held.images.mean():.4f}")
     for name, sampling in paths.items():
