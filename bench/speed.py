@@ -151,9 +151,9 @@ def main() -> None:
           f"{train_flops / 1e9:.2f} GFLOP per training image, {step_flops / 1e9:.3f} GFLOP per image per net call")
     train = {
         "fp32": train_variant(a.width, a.batch, False, False),
-        "fp32 + channels_last (default)": train_variant(a.width, a.batch, True, False),
+        "fp32 + channels_last": train_variant(a.width, a.batch, True, False),
         "bf16 autocast": train_variant(a.width, a.batch, False, True),
-        "bf16 autocast + channels_last": train_variant(a.width, a.batch, True, True),
+        "bf16 autocast + channels_last (default)": train_variant(a.width, a.batch, True, True),
     }
     report(f"training, batch {a.batch}", measure(train, a.rounds, a.seconds), "fp32",
            {k: p / train_flops for k, p in peak.items()})
