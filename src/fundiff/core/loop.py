@@ -1,4 +1,5 @@
-"""The update functions (DDPM, DDIM, Euler) and the one sampling loop every feature runs on (spec.md 1.4, Part B).
+"""The update functions (DDPM, DDIM, DPM-Solver++(2M), Euler) and the one sampling loop every feature runs on
+(spec.md 1.4, Part B).
 
 A loop walks a grid of levels (DDPM timestep indices ending at -1, or flow times ending at 1.0); at each step it
 calls the (wrapped) denoiser, applies an update, then an optional projection (inpainting) and a callback.
@@ -150,8 +151,9 @@ def euler_step(x: torch.Tensor, pred: Velocity, t: float, t_next: float, g: torc
 
 
 def make_step(process: Schedule | FlowPath, s: Sampling, value_range: tuple[float, float]) -> Step:
-    """The update a model's process and resolved sampling settings call for: Euler on a flow path, else the
-    DDPM/DDIM step with the chosen variance and (when ``s.clip``) x0_hat clamped to ``value_range``."""
+    """The update a model's process and resolved sampling settings call for: DPM-Solver++(2M) when asked (either
+    process), Euler on a flow path, else the DDPM/DDIM step with the chosen variance and (when ``s.clip``) x0_hat
+    clamped to ``value_range``."""
     if s.sampler == "dpmpp-2m":
         return dpm_solver_step(process, value_range if s.clip else None)
     if isinstance(process, FlowPath):

@@ -41,7 +41,7 @@ def shipped_card(name: str) -> dict:
 
 def card_sampling(card: dict) -> Sampling:
     """The sampling settings a shipped model's card sets over its recipe's (``"sampling"``: where a measurement
-    chose otherwise, e.g. DDPM-300 for a model that DPM-Solver samples worse)."""
+    chose otherwise, e.g. DPM-Solver++(2M) in 20 steps for the digit model, where it scores as DDPM-300 does)."""
     given = dict(card.get("sampling") or {})
     if given.get("guidance_interval") is not None:
         given["guidance_interval"] = tuple(given["guidance_interval"])
