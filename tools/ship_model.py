@@ -6,8 +6,8 @@ NAME is ``digits`` (a run on MNIST) or ``fashion`` (a run on Fashion-MNIST). Wri
 (the run's last sampling weights, the EMA if it kept one, in fp16: about 4 MB) and NAME.json (the card: recipe, the
 command that trained it, data, training time, epoch, versions, and the measured numbers of the given eval.json files
 of ``fundiff evaluate``). Sampling-only recipe fields are set to the current defaults (the card keeps the trained ones).
-``--sampling`` sets the model's own sampling defaults over its recipe's, e.g. ``sampler=ddpm,stride=1,variance=beta``
-where the measurements show the recipe's default sampler does not hold for this model.
+``--sampling`` sets the model's own sampling defaults over its recipe's (DDPM-300), e.g. ``sampler=dpmpp-2m,steps=20``
+where the measurements show that sampler holds for this model.
 """
 
 from __future__ import annotations
@@ -62,16 +62,18 @@ def training_command(recipe: Recipe) -> str:
 
 
 def parse_sampling(text: str) -> dict:
-    """KEY=VALUE,... as :class:`Sampling` fields (checked), e.g. ``sampler=ddpm,stride=1,variance=beta``."""
-    known = {f.name: f for f in fields(Sampling)}
+    """KEY=VALUE,... as :class:`Sampling` fields (checked), e.g. ``sampler=dpmpp-2m,steps=20``."""
+    known = [f.name for f in fields(Sampling) if f.name != "guidance_interval"]
+    convert = {"steps": int, "stride": int, "guidance": float, "clip": lambda v: v == "true"}
     given = {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
-        if key not in known or key == "guidance_interval" or not value:
-            raise UserError(f"--sampling {item!r}: give KEY=VALUE with KEY one of "
-                            f"{', '.join(k for k in known if k != 'guidance_interval')}")
-        given[key] = int(value) if key in ("steps", "stride") else float(value) if key == "guidance" else (
-            value == "true" if key == "clip" else value)
+        if key not in known or not value:
+            raise UserError(f"--sampling {item!r}: give KEY=VALUE with KEY one of {', '.join(known)}")
+        try:
+            given[key] = convert.get(key, str)(value)
+        except ValueError:
+            raise UserError(f"--sampling {item!r}: {value!r} is not a number") from None
     Sampling(**given)
     return given
 
@@ -126,9 +128,15 @@ def ship_cli(args: list[str]) -> None:
         print(__doc__, file=sys.stdout if asked else sys.stderr)
         sys.exit(0 if asked else 2)
     try:
-        sampling = parse_sampling(args[args.index("--sampling") + 1]) if "--sampling" in args[:-1] else {}
-        paths = [a for i, a in enumerate(args) if a != "--sampling" and (i == 0 or args[i - 1] != "--sampling")]
-        main(paths[0], Path(paths[1]), [Path(p) for p in paths[2:]], sampling=sampling)
+        sampling = {}
+        if "--sampling" in args:
+            at = args.index("--sampling")
+            if at + 1 == len(args):
+                raise UserError("--sampling needs KEY=VALUE,..., e.g. sampler=dpmpp-2m,steps=20")
+            sampling, args = parse_sampling(args[at + 1]), args[:at] + args[at + 2:]
+        if len(args) < 2:
+            raise UserError("give NAME RUN_DIR [EVAL_JSON ...]")
+        main(args[0], Path(args[1]), [Path(p) for p in args[2:]], sampling=sampling)
     except UserError as e:
         sys.exit(f"ship_model: error: {e}")
 

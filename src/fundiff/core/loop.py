@@ -121,7 +121,7 @@ def dpm_solver_step(process: Schedule | FlowPath, clip: tuple[float, float] | No
         if clip is not None:
             x0_hat = x0_hat.clamp(*clip)
         (alpha_s, sigma_s), t = coefficients(level), coefficients(next_level)
-        previous = memory.get("previous") if memory.get("next") == level and not process.is_clean(next_level) else None
+        previous = memory.get("previous") if memory.get("next") == level else None
         out = dpmpp_2m_update(x, x0_hat, (alpha_s, sigma_s), t, previous)
         lam = math.log(alpha_s / sigma_s) if alpha_s > 0 else -math.inf
         memory.update(previous=(lam, x0_hat), next=next_level)

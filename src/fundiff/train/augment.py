@@ -38,8 +38,9 @@ def random_affine(x: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor
     maps = random_affine_matrices(n, g)
     if not pick.any():
         return x
-    grid = F.affine_grid(maps[pick].to(x.device, x.dtype), list(x[pick].shape), align_corners=False)
+    on = pick.to(x.device)
+    chosen = x[on]
+    grid = F.affine_grid(maps[pick].to(x.device, x.dtype), list(chosen.shape), align_corners=False)
     out = x.clone()
-    out[pick.to(x.device)] = F.grid_sample(x[pick.to(x.device)], grid, mode="bilinear", padding_mode="zeros",
-                                           align_corners=False)
+    out[on] = F.grid_sample(chosen, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out
