@@ -144,7 +144,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--samples", type=int, default=20, help="images per sampling batch")
-    ap.add_argument("--batches", default="1,16,128,1024", help="batch sizes for seconds per image ('' = skip)")
+    ap.add_argument("--batches", default="1,16,128,1024", help="images asked for seconds per image ('' = skip)")
+    ap.add_argument("--chunks", default="32,64,128,256,512", help="chunk sizes to compare ('' = none)")
+    ap.add_argument("--chunk-images", type=int, default=512, help="images sampled for the chunk comparison")
     a = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, width {a.width}")
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
@@ -179,23 +181,34 @@ def main() -> None:
         print(f"  {k:<48} {calls:5.0f} calls/img  {per_call:8.0f} img-calls/s  "
               f"{per_call * step_flops / peak[kind]:6.1%} of the {kind} limit")
     if a.batches:
-        batch_sizes(a.width, [int(b) for b in a.batches.split(",")])
+        batch_sizes(a.width, [int(b) for b in a.batches.split(",")],
+                    [int(c) for c in a.chunks.split(",") if c], a.chunk_images)
 
 
-def batch_sizes(width: int, sizes: list[int]) -> None:
-    """Seconds per image of the default sampler (DPM-Solver++(2M)-20, bf16, CFG 5 on [0.5, 0.9]) when ``n`` images
-    are sampled at once, each size timed twice, alternately, and the faster kept."""
-    runs = {n: sample_variant(width, n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9))[0] for n in sizes}
-    best = {n: float("inf") for n in sizes}
+def batch_sizes(width: int, sizes: list[int], chunks: list[int], chunk_images: int) -> None:
+    """Seconds per image of the default sampler (DPM-Solver++(2M)-20, bf16, CFG 5 on [0.5, 0.9]): for ``n`` images
+    asked of ``generate`` (which slices them by :func:`parta.chunk_size`), and for ``chunk_images`` images sliced
+    into chunks of each size in ``chunks``; each timed twice, alternately, and the faster kept."""
+    runs = {f"{n:>5} images asked": (sample_variant(width, n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9))[0], None)
+            for n in sizes}
+    for c in chunks:
+        runs[f"{chunk_images} images in chunks of {c:>4}"] = (
+            sample_variant(width, chunk_images, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9))[0], c)
+    best = {k: float("inf") for k in runs}
+    default = parta.CPU_CHUNK_PIXELS
     for _ in range(2):
-        for n, fn in runs.items():
+        for k, (fn, chunk) in runs.items():
+            parta.CPU_CHUNK_PIXELS = default if chunk is None else chunk * 28 * 28
             t0 = time.perf_counter()
             done = fn()
-            best[n] = min(best[n], (time.perf_counter() - t0) / done)
-    print("\nsampling seconds per image by batch (default sampler)")
-    for n in sizes:
-        ratio = best[n] / best[sizes[-1]]
-        print(f"  {n:>5} at once: {best[n] * 1000:8.1f} ms per image   x{ratio:.2f} of the {sizes[-1]}-image batch")
+            best[k] = min(best[k], (time.perf_counter() - t0) / done)
+    parta.CPU_CHUNK_PIXELS = default
+    fastest = min(best.values())
+    print(f"\nsampling seconds per image (default sampler; generate slices a batch into chunks of "
+          f"{default // 784} digits)")
+    for k, sec in best.items():
+        print(f"  {k:<36} {sec * 1000:8.1f} ms per image   x{sec / fastest:.2f} of the fastest")
+
 
 if __name__ == "__main__":
     main()

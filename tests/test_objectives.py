@@ -140,3 +140,36 @@ def test_epoch_generators_are_distinct_and_reproducible():
     assert torch.equal(a, torch.randperm(100, generator=epoch_generator(0, 1)))
     assert not torch.equal(a, torch.randperm(100, generator=epoch_generator(0, 2)))
     assert not torch.equal(a, torch.randperm(100, generator=epoch_generator(1, 1)))
+
+
+def test_min_snr_weight_caps_the_easy_noise_levels():
+    """w = min(SNR, 5) / SNR: 1 where SNR <= 5 (noisy levels), 5 / SNR below, so clean levels weigh less."""
+    from fundiff.train.objectives import min_snr_weight
+
+    abar = torch.tensor([0.01, 5 / 6, 0.99])  # SNR 1/99, 5, 99
+    assert torch.allclose(min_snr_weight(abar), torch.tensor([1.0, 1.0, 5 / 99]), atol=1e-5)
+
+
+def test_min_snr_loss_weighs_each_image_by_its_level():
+    """A net answering zeros: the uniform loss is E[eps^2] = 1, the min-SNR loss E[w_t] < 1, as computed."""
+    s = linear_schedule(300)
+    zeros = Stub(lambda x, t, c: torch.zeros_like(x))
+    x = torch.rand(4096, 1, 4, 4)
+    weighted = ddpm_loss(zeros, x, None, s, g(), weighting="min-snr")
+    k = torch.randint(0, s.T, (4096,), generator=g())  # the same draw ddpm_loss made first
+    from fundiff.train.objectives import min_snr_weight
+
+    expected = min_snr_weight(s.abar(k).float()).mean()
+    assert weighted.item() == pytest.approx(expected.item(), rel=0.03)
+    assert weighted.item() < 0.9 * ddpm_loss(zeros, x, None, s, g()).item()
+
+
+def test_logit_normal_flow_times_gather_in_the_middle():
+    from fundiff.train.objectives import flow_times
+
+    u, ln = flow_times(20_000, g()), flow_times(20_000, g(), "logit-normal")
+    assert 0 < ln.min() and ln.max() < 1
+    assert ln.median().item() == pytest.approx(0.5, abs=0.02)
+    middle = lambda t: ((t > 0.25) & (t < 0.75)).float().mean().item()  # noqa: E731
+    assert middle(u) == pytest.approx(0.5, abs=0.02) and middle(ln) > 0.65  # P(|z| < ln 3) = 0.73
+    torch.testing.assert_close(flow_times(8, g(), "logit-normal"), flow_times(8, g(), "logit-normal"))

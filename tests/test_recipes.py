@@ -78,7 +78,8 @@ def test_overrides():
 @pytest.mark.parametrize("kw", [dict(epochs=0), dict(epochs=-1), dict(width=-3), dict(width=0), dict(batch_size=1),
                                 dict(lr=0.0), dict(p_uncond=1.0), dict(ema_decay=1.0), dict(sigma=-0.1),
                                 dict(lr_schedule="step"), dict(precision="fp8"), dict(beta_start=0.5),
-                                dict(augment=1.5), dict(augment=-0.1)])
+                                dict(augment=1.5), dict(augment=-0.1), dict(loss_weighting="snr"),
+                                dict(time_sampling="beta")])
 def test_out_of_range_overrides_are_user_errors(kw):
     with pytest.raises(UserError):
         make_recipe("class", **kw)
@@ -98,3 +99,13 @@ def test_dict_roundtrip_ignores_unknown_keys():
     d = r.to_dict()
     assert d["sample_epochs"] == [1, 5, 10]
     assert Recipe.from_dict({**d, "from_the_future": 1}) == r
+
+
+def test_levers_belong_to_their_objective():
+    """min-SNR weights the DDPM noise loss; logit-normal times are flow matching's: each refused on the other."""
+    assert make_recipe("class", loss_weighting="min-snr").loss_weighting == "min-snr"
+    assert make_recipe("class", "flow", time_sampling="logit-normal").time_sampling == "logit-normal"
+    with pytest.raises(UserError, match="flow models take --time-sampling"):
+        make_recipe("class", "flow", loss_weighting="min-snr")
+    with pytest.raises(UserError, match="DDPM models take --loss-weighting"):
+        make_recipe("class", time_sampling="logit-normal")

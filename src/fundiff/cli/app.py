@@ -37,6 +37,8 @@ def train(
     ema_decay: Annotated[float | None, Opt(help="EMA of the weights (0 = off)")] = None,
     augment: Annotated[float | None, Opt(help="probability that a training image is given a small random "
                                          "rotation, scale and shift (0 = off)")] = None,
+    loss_weighting: Annotated[str | None, Opt(help="DDPM loss weight: uniform | min-snr (min(SNR, 5) / SNR)")] = None,
+    time_sampling: Annotated[str | None, Opt(help="flow-matching times: uniform | logit-normal")] = None,
     p_uncond: Annotated[float | None, Opt(help="class-dropout probability")] = None,
     sigma: Annotated[float | None, Opt(help="denoiser noise level")] = None,
     pure_noise: Annotated[bool, Opt("--pure-noise", help="denoiser trained on z = eps")] = False,
@@ -53,7 +55,8 @@ def train(
     from fundiff.train.session import run_train
 
     overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, width=width,
-                     ema_decay=ema_decay, augment=augment, p_uncond=p_uncond, sigma=sigma, seed=seed,
+                     ema_decay=ema_decay, augment=augment, loss_weighting=loss_weighting,
+                     time_sampling=time_sampling, p_uncond=p_uncond, sigma=sigma, seed=seed,
                      precision=precision, data=data, pure_noise=pure_noise or None,
                      guidance_interval=interval(guidance_interval),
                      sample_epochs=int_list(sample_epochs, "--sample-epochs") if sample_epochs else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -168,19 +169,47 @@ def level_tensor(level: int | float, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), level, dtype=dtype, device=x.device)
 
 
+@dataclass(eq=False)
+class Chunk:
+    """One slice of a batch in the sampling loop: its denoiser, its x_t, its own update (a multistep solver keeps
+    its memory per slice), generator and projection; ``x0_hat`` is the last step's estimate of the clean image."""
+
+    fn: Denoiser
+    x: torch.Tensor
+    step: Step
+    generator: torch.Generator | None = None
+    project: Projection | None = None
+    x0_hat: torch.Tensor | None = None
+
+
+def run_chunks(chunks: Sequence[Chunk], levels: Sequence[int | float], callback: Callback | None = None
+               ) -> torch.Tensor:
+    """The one sampling loop, over the slices of a batch in lockstep: for each pair (level, next) of ``levels`` and
+    each slice, x <- step(x, fn(x, level), level, next), then its ``project`` (if any); ``callback`` gets the whole
+    batch after each level, {"i", "k", "k_prev", "x", "x0_hat"}. A slice's result depends on its own inputs alone,
+    so slicing a batch changes its cost (smaller net calls stay in cache), not what each slice computes."""
+    for i, (cur, nxt) in enumerate(zip(levels[:-1], levels[1:])):
+        for c in chunks:
+            pred = c.fn(c.x, level_tensor(cur, c.x))
+            c.x, c.x0_hat = c.step(c.x, pred, cur, nxt, c.generator)
+            if c.project is not None:
+                c.x = c.project(c.x, nxt)
+        if callback is not None:
+            callback({"i": i, "k": cur, "k_prev": nxt, "x": _joined([c.x for c in chunks]),
+                      "x0_hat": _joined([c.x0_hat for c in chunks])})
+    return _joined([c.x for c in chunks])
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def run_loop(fn: Denoiser, x: torch.Tensor, levels: Sequence[int | float], step: Step,
              generator: torch.Generator | None = None, callback: Callback | None = None,
              project: Projection | None = None) -> torch.Tensor:
-    """The one sampling loop: for each pair (level, next) of ``levels``, x <- step(x, fn(x, level), level, next);
-    then ``project`` (if given) maps x, and ``callback`` gets {"i", "k", "k_prev", "x", "x0_hat"}."""
-    for i, (cur, nxt) in enumerate(zip(levels[:-1], levels[1:])):
-        pred = fn(x, level_tensor(cur, x))
-        x, x0_hat = step(x, pred, cur, nxt, generator)
-        if project is not None:
-            x = project(x, nxt)
-        if callback is not None:
-            callback({"i": i, "k": cur, "k_prev": nxt, "x": x, "x0_hat": x0_hat})
-    return x
+    """:func:`run_chunks` on one batch: for each pair (level, next) of ``levels``, x <- step(x, fn(x, level), level,
+    next); then ``project`` (if given) maps x, and ``callback`` gets {"i", "k", "k_prev", "x", "x0_hat"}."""
+    return run_chunks([Chunk(fn, x, step, generator, project)], levels, callback)
 
 
 def sample_loop(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], schedule: Schedule,

@@ -56,8 +56,9 @@ def batch_loss(net: UNet, recipe: Recipe, x: torch.Tensor, y: torch.Tensor, g: t
         return denoiser_loss(net, x, recipe.sigma, recipe.pure_noise, g)
     c = one_hot_with_dropout(y, recipe.p_uncond, g) if recipe.model == "class" else None
     if recipe.objective == "flow":
-        return flow_loss(net, x, c, g)
-    return ddpm_loss(net, x, c, linear_schedule(recipe.T, recipe.beta_start, recipe.beta_end), g)
+        return flow_loss(net, x, c, g, recipe.time_sampling)
+    return ddpm_loss(net, x, c, linear_schedule(recipe.T, recipe.beta_start, recipe.beta_end), g,
+                     recipe.loss_weighting)
 
 
 class Trainer:
@@ -153,13 +154,14 @@ class Trainer:
                    desc=f"train {r.model}/{r.objective}")
         try:
             while self.epoch < r.epochs:
-                self._epoch(bar)
+                self.train_epoch(bar)
         finally:
             bar.close()  # also on an error: its message then starts on a line of its own
         self.save("done")
         return self.info("done")
 
-    def _epoch(self, bar: tqdm) -> None:
+    def train_epoch(self, bar: tqdm | None = None) -> None:
+        """One epoch: its batches, the LR step, its weights (a sample epoch), checkpoint and pictures."""
         r, epoch = self.recipe, self.epoch + 1
         g = epoch_generator(r.seed, epoch)
         perm = torch.randperm(len(self.train_set), generator=g)
@@ -175,8 +177,9 @@ class Trainer:
             ep_losses.append(loss)
             # kept as loss.csv holds them, so that a resumed run (which reads them back) draws the same loss curve
             self.losses.append((self.step, epoch, _csv_number(loss), _csv_number(self.opt.param_groups[0]["lr"])))
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         self.sched.step()
         seconds = time.perf_counter() - t0
         self.epoch = epoch

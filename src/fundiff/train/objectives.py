@@ -28,19 +28,48 @@ def denoiser_loss(net: UNet, x: torch.Tensor, sigma: float, pure_noise: bool, g:
     return F.mse_loss(net(z).float(), x)
 
 
+MIN_SNR_GAMMA = 5.0
+"""gamma of min-SNR-gamma weighting (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting")."""
+
+
+def min_snr_weight(abar: torch.Tensor, gamma: float = MIN_SNR_GAMMA) -> torch.Tensor:
+    """w_t = min(SNR_t, gamma) / SNR_t with SNR_t = abar_t / (1 - abar_t): the eps-loss weight of min-SNR-gamma."""
+    snr = abar / (1 - abar)
+    return snr.clamp(max=gamma) / snr
+
+
+def _weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    if weight is None:
+        return F.mse_loss(pred, target)
+    per_image = (pred - target).pow(2).flatten(1).mean(1)
+    return (weight.to(per_image.device) * per_image).mean()
+
+
 def ddpm_loss(net: UNet, x: torch.Tensor, c: torch.Tensor | None, schedule: Schedule,
-              g: torch.Generator) -> torch.Tensor:
-    """|| eps - eps_theta(x_t, t/T, c) ||^2, t ~ U{1..T}, x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps."""
+              g: torch.Generator, weighting: str = "uniform") -> torch.Tensor:
+    """E_t w_t || eps - eps_theta(x_t, t/T, c) ||^2, t ~ U{1..T}, x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps;
+    w_t = 1 ("uniform", the spec) or min(SNR_t, 5) / SNR_t ("min-snr")."""
     k = torch.randint(0, schedule.T, (x.shape[0],), generator=g)
     eps = _randn(x, g)
     x_t = forward_process(x, k, schedule, eps)
-    return F.mse_loss(net(x_t, schedule.model_time(k).to(x.device), c).float(), eps)
+    weight = min_snr_weight(schedule.abar(k).float()) if weighting == "min-snr" else None
+    return _weighted_mse(net(x_t, schedule.model_time(k).to(x.device), c).float(), eps, weight)
 
 
-def flow_loss(net: UNet, x1: torch.Tensor, c: torch.Tensor | None, g: torch.Generator) -> torch.Tensor:
-    """|| (x_1 - x_0) - u_theta(x_t, t, c) ||^2 with x_t = (1 - t) x_0 + t x_1, x_0 ~ N(0, I), t ~ U[0, 1]."""
+def flow_times(n: int, g: torch.Generator, sampling: str = "uniform") -> torch.Tensor:
+    """t ~ U[0, 1] (the spec) or logit-normal, t = sigmoid(z), z ~ N(0, 1) (Esser et al. 2024, SD3), which puts
+    more of the training on the middle of the path."""
+    if sampling == "logit-normal":
+        return torch.sigmoid(torch.randn(n, generator=g))
+    return torch.rand(n, generator=g)
+
+
+def flow_loss(net: UNet, x1: torch.Tensor, c: torch.Tensor | None, g: torch.Generator,
+              time_sampling: str = "uniform") -> torch.Tensor:
+    """|| (x_1 - x_0) - u_theta(x_t, t, c) ||^2 with x_t = (1 - t) x_0 + t x_1, x_0 ~ N(0, I), t from
+    :func:`flow_times`."""
     x0 = _randn(x1, g)
-    t = torch.rand(x1.shape[0], generator=g).to(x1.device)
+    t = flow_times(x1.shape[0], g, time_sampling).to(x1.device)
     tb = t[:, None, None, None]
     x_t = (1 - tb) * x0 + tb * x1
     return F.mse_loss(net(x_t, t, c).float(), x1 - x0)

@@ -15,6 +15,8 @@ OBJECTIVES = ("ddpm", "flow")
 RECIPES = ("default", "spec")
 LR_SCHEDULES = ("exponential", "constant", "cosine")
 PRECISIONS = ("fp32", "bf16")
+LOSS_WEIGHTINGS = ("uniform", "min-snr")
+TIME_SAMPLINGS = ("uniform", "logit-normal")
 MAX_EPOCHS, MAX_BATCH, MAX_WIDTH = 10_000, 8_192, 512
 """Bounds that keep a run finite and in memory (the spec: 20 epochs, batch 128, width 64)."""
 RANGES = {"epochs": f"1 to {MAX_EPOCHS:,}", "batch_size": f"2 to {MAX_BATCH:,}", "lr": "above 0, at most 1",
@@ -44,6 +46,8 @@ class Recipe:
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     ema_decay: float = 0.0
     augment: float = 0.0
+    loss_weighting: str = "uniform"
+    time_sampling: str = "uniform"
     clip_x0: bool = False
     sample_epochs: tuple[int, ...] = field(default_factory=tuple)
     precision: str = "fp32"
@@ -58,6 +62,8 @@ class Recipe:
         self._check_choice("recipe", RECIPES)
         self._check_choice("lr_schedule", LR_SCHEDULES)
         self._check_choice("precision", PRECISIONS)
+        self._check_choice("loss_weighting", LOSS_WEIGHTINGS)
+        self._check_choice("time_sampling", TIME_SAMPLINGS)
         checks = {
             "epochs": 1 <= self.epochs <= MAX_EPOCHS, "batch_size": 2 <= self.batch_size <= MAX_BATCH,
             "lr": 0 < self.lr <= 1, "width": 1 <= self.width <= MAX_WIDTH, "T": 2 <= self.T <= 100_000,
@@ -72,6 +78,12 @@ class Recipe:
             if not ok:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)} is out of range "
                                 f"({RANGES.get(name, 'see fundiff train --help')})")
+        if self.loss_weighting != "uniform" and self.objective != "ddpm":
+            raise UserError(f"--loss-weighting {self.loss_weighting} weights the DDPM noise loss; flow models take "
+                            "--time-sampling instead")
+        if self.time_sampling != "uniform" and self.objective != "flow":
+            raise UserError(f"--time-sampling {self.time_sampling} draws flow-matching times; DDPM models take "
+                            "--loss-weighting instead")
         late = [e for e in self.sample_epochs if not 1 <= e <= self.epochs]
         if late:
             raise UserError(f"--sample-epochs {','.join(map(str, late))} is not among epochs 1..{self.epochs}; "
