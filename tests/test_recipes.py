@@ -109,3 +109,20 @@ def test_levers_belong_to_their_objective():
         make_recipe("class", "flow", loss_weighting="min-snr")
     with pytest.raises(UserError, match="DDPM models take --loss-weighting"):
         make_recipe("class", time_sampling="logit-normal")
+
+
+def test_the_recipe_names_its_cards_sampler():
+    """A recipe's card samples with its sampler; runs recorded before the field existed keep the full loop."""
+    from fundiff.models.fundiff_unet import recipe_sampling
+
+    spec = make_recipe("class", recipe="spec")
+    assert spec.sampler == "full" and recipe_sampling(spec).sampler == "ddpm" and recipe_sampling(spec).stride == 1
+    solver = make_recipe("class", sampler="dpmpp-2m", solver_steps=15)
+    s = recipe_sampling(solver)
+    assert (s.sampler, s.steps, s.guidance, s.guidance_interval) == ("dpmpp-2m", 15, 5.0, solver.guidance_interval)
+    old = {k: v for k, v in solver.to_dict().items() if k not in ("sampler", "solver_steps")}
+    assert Recipe.from_dict(old).sampler == "full"
+    with pytest.raises(UserError, match="solver-steps"):
+        make_recipe("class", sampler="dpmpp-2m", solver_steps=1)
+    with pytest.raises(UserError, match="sampler"):
+        make_recipe("class", sampler="heun")

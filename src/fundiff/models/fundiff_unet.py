@@ -67,13 +67,16 @@ def recipe_process(recipe: Recipe) -> Schedule | FlowPath:
 
 
 def recipe_sampling(recipe: Recipe) -> Sampling:
-    """The sampling defaults of a recipe's card: every one of T steps, the spec's beta variance (DDPM) or Euler
-    (flow), x0_hat clamped as the recipe says, CFG gamma and interval from the recipe."""
+    """The sampling defaults of a recipe's card: its sampler (every one of T steps, the spec's beta variance (DDPM)
+    or Euler (flow); or DPM-Solver++(2M) on the recipe's solver steps), x0_hat clamped as the recipe says, CFG gamma
+    and interval from the recipe."""
     is_class = recipe.model == "class"
     flow = recipe.objective == "flow"
+    common = dict(guidance=recipe.guidance if is_class else 1.0, guidance_interval=tuple(recipe.guidance_interval))
+    if recipe.sampler == "dpmpp-2m":
+        return Sampling(sampler="dpmpp-2m", steps=recipe.solver_steps, clip=bool(recipe.clip_x0), **common)
     return Sampling(sampler="euler" if flow else "ddpm", stride=1, variance=None if flow else "beta",
-                    clip=bool(recipe.clip_x0) and not flow, guidance=recipe.guidance if is_class else 1.0,
-                    guidance_interval=tuple(recipe.guidance_interval))
+                    clip=bool(recipe.clip_x0) and not flow, **common)
 
 
 ILLUSION_STEPS, ILLUSION_GUIDANCE = 50, 10.0
