@@ -23,13 +23,15 @@ from fundiff.models.fundiff_unet import fundiff_model
 from fundiff.nets.unet import UNet, UNetConfig
 from fundiff.train.recipes import make_recipe
 
+DEFAULT = make_recipe("class")
 
-def train_variant(width: int, batch: int, channels_last: bool, bf16: bool):
+
+def train_variant(width: int, batch: int, channels_last: bool, bf16: bool, fused: bool = False):
     torch.manual_seed(0)
     net = UNet(UNetConfig(width, "class"))
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    opt = torch.optim.Adam(net.parameters(), 1e-3, fused=fused or None)
     x = torch.rand(batch, 1, 28, 28)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -157,7 +159,10 @@ def main() -> None:
         "fp32": train_variant(a.width, a.batch, False, False),
         "fp32 + channels_last": train_variant(a.width, a.batch, True, False),
         "bf16 autocast": train_variant(a.width, a.batch, False, True),
-        "bf16 autocast + channels_last (default)": train_variant(a.width, a.batch, True, True),
+        "bf16 autocast + channels_last": train_variant(a.width, a.batch, True, True),
+        "bf16 + channels_last + fused Adam": train_variant(a.width, a.batch, True, True, True),
+        f"the default path, batch {DEFAULT.batch_size} (bf16)": train_variant(a.width, DEFAULT.batch_size, True, True,
+                                                                             True),
     }
     report(f"training, batch {a.batch}", measure(train, a.rounds, a.seconds), "fp32",
            {k: p / train_flops for k, p in peak.items()})

@@ -70,7 +70,7 @@ def test_overrides():
     assert r.lr_gamma == pytest.approx(0.1 ** (1 / 15))
     # fewer epochs keep the sample epochs that still exist, and always the last one
     assert r.sample_epochs == (5, 15)
-    assert make_recipe("class", epochs=3).sample_epochs == (3,)
+    assert make_recipe("class", epochs=3).sample_epochs == (1, 3)
     assert make_recipe("time", "flow", "spec", epochs=6).sample_epochs == (1, 5, 6)
     assert make_recipe("class", epochs=3, sample_epochs=(1, 2)).sample_epochs == (1, 2)
 
@@ -126,3 +126,18 @@ def test_the_recipe_names_its_cards_sampler():
         make_recipe("class", sampler="dpmpp-2m", solver_steps=1)
     with pytest.raises(UserError, match="sampler"):
         make_recipe("class", sampler="heun")
+
+
+def test_flow_guidance_interval_is_the_ddpm_interval_by_signal_to_noise_ratio():
+    """The default flow recipe guides where the DDPM default guides, measured by SNR: abar / (1 - abar) at the
+    DDPM interval's ends equals t^2 / (1 - t)^2 at the flow interval's (noise level 1 - t), to 0.01 in level."""
+    import math
+
+    from fundiff.core.schedule import linear_schedule
+
+    ddpm, flow = make_recipe("class"), make_recipe("class", "flow")
+    s = linear_schedule(ddpm.T, ddpm.beta_start, ddpm.beta_end)
+    for end, level in zip(ddpm.guidance_interval, flow.guidance_interval):
+        abar = float(s.abar(round(end * s.T) - 1))  # t/T = (k + 1) / T
+        root = math.sqrt(abar / (1 - abar))
+        assert 1 - root / (1 + root) == pytest.approx(level, abs=0.01)

@@ -44,8 +44,7 @@ def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr
 def ema_update(ema: UNet, net: UNet, decay: float, step: int) -> None:
     """ema <- d ema + (1 - d) net with warm-up d = min(decay, (1 + step) / (10 + step)); buffers copied."""
     d = min(decay, (1 + step) / (10 + step))
-    for pe, p in zip(ema.parameters(), net.parameters()):
-        pe.lerp_(p, 1 - d)
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - d)  # one fused call (as swa_utils does)
     for be, b in zip(ema.buffers(), net.buffers()):
         be.copy_(b)
 
@@ -81,7 +80,7 @@ class Trainer:
         if recipe.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.net).eval() if recipe.ema_decay > 0 else None
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=recipe.lr)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=recipe.lr, fused=True)  # one kernel for all parameters
         self.sched = make_scheduler(self.opt, recipe)
         self.epoch, self.step, self.history, self.losses = 0, 0, [], []
 

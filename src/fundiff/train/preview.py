@@ -24,8 +24,9 @@ def denoise_examples(net: UNet, x: torch.Tensor, sigma: float, seed: int = 0, pu
 def preview(net: UNet, recipe: Recipe, run_dir: Path, epoch: int, examples: torch.Tensor, seed: int = 0) -> Path:
     """samples/epoch_EEE.png: 4 per digit (class), 40 samples (time) or denoised test digits (denoiser).
 
-    Previews use DDIM with 50 steps (Euler with 50 for flow) to keep training fast; ``fundiff
-    sample`` and ``fundiff figures`` use the full samplers."""
+    Previews use the recipe's own sampler when it is a few-step one (DPM-Solver++(2M), the default recipe's),
+    else DDIM with 50 steps (Euler with 50 for flow) to keep training fast; ``fundiff sample`` and ``fundiff
+    figures`` use the run's card."""
     path = Path(run_dir) / "samples" / f"epoch_{epoch:03d}.png"
     net.eval()
     if recipe.model == "denoiser":
@@ -37,7 +38,8 @@ def preview(net: UNet, recipe: Recipe, run_dir: Path, epoch: int, examples: torc
 
     model = fundiff_model(net, recipe, str(run_dir), next(net.parameters()).device)
     classes = list(range(10)) if recipe.model == "class" else None
-    fast = Sampling(sampler="ddim" if recipe.objective == "ddpm" else "euler", steps=50)
+    fast = None if recipe.sampler == "dpmpp-2m" else Sampling(sampler="ddim" if recipe.objective == "ddpm" else
+                                                               "euler", steps=50)
     x, _ = sample_grid(model, classes, 4, seed, fast, progress=False)
     return save_grid(x, path, nrow=10)
 
