@@ -25,9 +25,11 @@ def per_class_subset(data: Digits, per_class: int) -> Digits:
 
 
 def tiny_recipe(model: str = "class", objective: str = "ddpm", recipe: str = "default", **kw):
-    """Width 8, 2 epochs, batch 64, 5 held-out images per class (overridable)."""
+    """Width 8, 2 epochs, batch 64, 5 held-out images per class, weights and samples of the last epoch only
+    (overridable)."""
     base = dict(width=8, epochs=2, batch_size=64, holdout_per_class=5)
     base.update(kw)
+    base.setdefault("sample_epochs", (base["epochs"],))
     return make_recipe(model, objective, recipe, **base)
 
 

@@ -22,8 +22,8 @@ def sliced(monkeypatch, images: int) -> None:
     monkeypatch.setattr(parta, "CPU_CHUNK_PIXELS", images * 28 * 28)
 
 
-def test_chunk_size_on_cpu_is_128_digits(model):
-    assert parta.chunk_size(model) == 128
+def test_chunk_size_on_cpu_is_64_digits(model):
+    assert parta.chunk_size(model) == 64
 
 
 @pytest.mark.parametrize("sampler", [Sampling(sampler="ddim", steps=8), Sampling(sampler="dpmpp-2m", steps=8)])

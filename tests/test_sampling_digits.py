@@ -3,6 +3,8 @@ DDPM, DDIM, flow/Euler, CFG and its interval."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -28,23 +30,29 @@ def test_class_grid_labels():
     assert class_grid_labels(list(range(10)), 4).tolist() == list(range(10)) * 4
 
 
-def test_card_defaults_of_a_ddpm_class_run(class_model):
-    """DDPM over all T steps with the beta variance, clip as the recipe says, CFG at the recipe's gamma/interval."""
-    recipe = class_model.info["recipe"]
-    s = class_model.sampling
-    assert isinstance(class_model.schedule, Schedule) and class_model.schedule.T == recipe["T"] == 300
-    assert (s.sampler, s.stride, s.steps, s.variance) == ("ddpm", 1, None, "beta")
-    assert s.clip == bool(recipe["clip_x0"]) and s.guidance == recipe["guidance"]
-    assert s.guidance_interval == tuple(recipe["guidance_interval"])
-    assert s.timesteps(300) == list(range(299, -1, -1))
+def test_card_defaults_of_a_ddpm_class_run(class_run):
+    """The default recipe's card: DPM-Solver++(2M) on its solver_steps; a "full" card: DDPM over all T steps with
+    the beta variance. Both clip as the recipe says and guide at the recipe's gamma and interval."""
+    net, recipe, _ = load_model(class_run)
+    few = fundiff_model(net, recipe, "tiny-class", CPU)
+    full = fundiff_model(net, replace(recipe, sampler="full"), "tiny-class", CPU)
+    assert isinstance(full.schedule, Schedule) and full.schedule.T == recipe.T == 300
+    assert (few.sampling.sampler, few.sampling.steps) == ("dpmpp-2m", recipe.solver_steps)
+    assert (full.sampling.sampler, full.sampling.stride, full.sampling.steps, full.sampling.variance) == \
+        ("ddpm", 1, None, "beta")
+    for s in (few.sampling, full.sampling):
+        assert s.clip == recipe.clip_x0 and s.guidance == recipe.guidance
+        assert s.guidance_interval == tuple(recipe.guidance_interval)
+    assert full.sampling.timesteps(300) == list(range(299, -1, -1))
 
 
 def test_generate_same_seed_same_samples_full_ddpm(class_model):
     ks = []
-    a = parta.generate(class_model, [0, 7], 2, guidance=5.0, seed=3, sampling=Sampling(sampler="ddpm"),
+    ddpm = Sampling(sampler="ddpm", stride=1)
+    a = parta.generate(class_model, [0, 7], 2, guidance=5.0, seed=3, sampling=ddpm,
                        callback=lambda d: ks.append(d["k"]))
     assert ks == list(range(299, -1, -1))  # all T = 300 steps
-    b = parta.generate(class_model, [0, 7], 2, guidance=5.0, seed=3, sampling=Sampling(sampler="ddpm"))
+    b = parta.generate(class_model, [0, 7], 2, guidance=5.0, seed=3, sampling=ddpm)
     assert a.shape == (2, 1, 28, 28) and torch.isfinite(a).all()
     assert torch.equal(a, b)
     assert not torch.equal(a, parta.generate(class_model, [0, 7], 2, guidance=5.0, seed=4,
@@ -102,15 +110,19 @@ def test_flow_model_samples_with_euler(flow_run):
     assert recipe.objective == "flow" and recipe_process(recipe) == FlowPath(recipe.T)
     assert net.config.time_injection == "mul"
     model = fundiff_model(net, recipe, "tiny-flow", CPU)
-    assert model.is_flow and model.sampling.sampler == "euler"
+    assert model.is_flow and model.sampling.sampler == "dpmpp-2m"  # the default recipe's card
+    full_card = fundiff_model(net, replace(recipe, sampler="full"), "tiny-flow", CPU)
+    assert full_card.sampling.sampler == "euler"
     steps = []
-    x = parta.generate(model, None, 3, seed=2, sampling=Sampling(steps=20), callback=lambda d: steps.append(d["i"]))
+    euler = Sampling(sampler="euler", steps=20)
+    x = parta.generate(model, None, 3, seed=2, sampling=euler, callback=lambda d: steps.append(d["i"]))
     assert x.shape == (3, 1, 28, 28) and torch.isfinite(x).all()
     assert steps == list(range(20))
-    assert torch.equal(x, parta.generate(model, None, 3, seed=2, sampling=Sampling(sampler="euler", steps=20)))
+    assert torch.equal(x, parta.generate(model, None, 3, seed=2, sampling=euler))
+    assert not torch.equal(x, parta.generate(model, None, 3, seed=2, sampling=Sampling(steps=20)))
     full = []
-    parta.generate(model, None, 1, seed=2, callback=lambda d: full.append(d["k"]))
-    assert len(full) == recipe.T  # Euler with T = 300 steps by default
+    parta.generate(full_card, None, 1, seed=2, callback=lambda d: full.append(d["k"]))
+    assert len(full) == recipe.T  # a full card: Euler with T = 300 steps
     # the callback's level is the flow time: the spec's Euler loop at t = i / T
     assert full == pytest.approx([i / recipe.T for i in range(recipe.T)])
     with pytest.raises(UserError, match="euler"):  # a DDPM sampler for a flow model is refused, not ignored

@@ -34,7 +34,8 @@ def test_the_shipped_model_is_its_cards_command_in_fp16():
 
     state, recipe, epoch = read_weights(shipped_path("digits"))
     card = shipped_card("digits")
-    same = replace(recipe_of_command(card["command"]), sample_epochs=recipe.sample_epochs)  # it never changes weights
+    same = replace(recipe_of_command(card["command"]), sample_epochs=recipe.sample_epochs,  # never change weights;
+                   sampler=recipe.sampler, solver_steps=recipe.solver_steps)  # the card's "sampling" rules
     assert recipe == same and epoch == recipe.epochs == card["epoch"]
     assert Recipe.from_dict(card["recipe"]) == recipe and recipe.data == "mnist"
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())

@@ -4,7 +4,8 @@
 constant-lr recovery: lr 3e-3, 15 epochs). ``quick`` trains with fundiff's default recipe: the class DDPM
 model exactly as ``fundiff train class`` does (10 epochs), the other time and class models for fewer epochs
 (time models 4, class flow 5, its learning-rate variants 3) and the single-step denoisers narrower (D = 32), so
-that the whole report takes about as long as the plain implementation's 20-epoch training of one model. ``smoke`` is for tests of the page itself:
+that the whole report takes about as long as the plain implementation's 20-epoch training of one model.
+``smoke`` is for tests of the page itself:
 tiny nets, one epoch, small evaluations; its numbers mean nothing. ``tiny`` is for fault tests of the
 report's resumption: one cheap Part A section and one tiny training run with its figures, seconds in all.
 """

@@ -222,12 +222,21 @@ def load_checkpoint(run_dir: Path, epoch: int, net: UNet, ema: UNet | None, opti
         net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         if ema is not None:
             ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         state: dict[int, dict] = {}
         for k, v in tensors.items():
             if k.startswith("opt."):
                 _, pid, name = k.split(".", 2)
-                state.setdefault(int(pid), {})[name] = v
+                state.setdefault(int(pid), {})[name] = _like(v, params[int(pid)])
         optimizer.load_state_dict({"state": state, "param_groups": opt_json["param_groups"]})
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot resume: {path} does not fit the run's net and optimizer ({first})") from None
+
+
+def _like(saved: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """A saved per-parameter optimizer tensor in its parameter's memory layout (a fused Adam walks the moments in
+    the parameter's storage order, so a channels-last weight needs channels-last moments); scalars as saved."""
+    if saved.shape != param.shape:
+        return saved
+    return torch.empty_like(param, dtype=saved.dtype).copy_(saved)
