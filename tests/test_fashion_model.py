@@ -157,7 +157,7 @@ def test_ship_model_writes_a_loadable_asset_and_card(fashion_run, tmp_path, monk
     assert model.check_condition("sneakers") == 7 and not model.mnist_framing
     x = ops.generate(model, "ankle boot", 2, sampling=ops.Sampling(steps=3))
     assert x.shape == (2, 1, 28, 28)
-    assert model.sampling.sampler == "ddpm" and card["sampling"] == {}  # the recipe's: DDPM-300
+    assert model.sampling.sampler == "dpmpp-2m" and card["sampling"] == {}  # the default recipe's card
 
 
 def test_a_card_sets_the_models_own_sampler(fashion_run, tmp_path, monkeypatch):

@@ -140,7 +140,8 @@ def digit(small_digits) -> torch.Tensor:
 
 def test_flow_run_loads_as_a_velocity_model(flow):
     assert flow.is_flow and isinstance(flow.schedule, FlowPath) and flow.conditioning == "none"
-    assert flow.sampling.sampler == "euler" and flow.sampling.timesteps(flow.schedule.T) == list(range(299, -1, -1))
+    assert (flow.sampling.sampler, flow.sampling.steps) == ("dpmpp-2m", 20)  # the default recipe's card
+    assert flow.illusions().sampler == "euler"
     out = flow.denoiser(None)(torch.zeros(2, 1, 28, 28), torch.tensor([0.25, 0.25]))
     assert isinstance(out, Velocity) and out.v.shape == (2, 1, 28, 28)
     r = repr(flow)
@@ -195,7 +196,8 @@ def test_flow_run_inpaint(flow, digit):
 
 
 def test_flow_run_anagram_and_hybrid(flow):
-    x = ops.generate(flow, None, 2, seed=5, sampling=FAST)
+    """Illusions sample with the card's illusion defaults (Euler); plain Euler sampling is what they reduce to."""
+    x = ops.generate(flow, None, 2, seed=5, sampling=Sampling(sampler="euler", steps=10))
     a = ops.anagram(flow, [None, None], ["identity", "flip"], n=2, seed=5, sampling=FAST)
     assert a.shape == (2, 1, 28, 28) and torch.isfinite(a).all() and not torch.allclose(a, x)
     # with two identity views the anagram is plain sampling, and bands that sum to the identity are too
@@ -211,7 +213,7 @@ def test_flow_run_through_the_cli(flow_run, tmp_path):
     proc = run_cli("generate", "--model", flow_run, "--n", "1", "--steps", "4", "--out", out)
     assert proc.returncode == 0, proc.stderr
     rec = json.loads((out / "args.json").read_text())
-    assert rec["sampling"]["sampler"] == "euler" and rec["model"]["process"] == "flow"
+    assert rec["sampling"]["sampler"] == "dpmpp-2m" and rec["model"]["process"] == "flow"
     assert (out / "sample_00.png").is_file()
     assert_one_line_error(run_cli("generate", "--model", flow_run, "--sampler", "ddpm", "--out", tmp_path / "x"),
                           "euler")

@@ -27,6 +27,7 @@ from fundiff.io.files import check_writable, remove_temporaries, versions, write
 from fundiff.partb.figures import loss_comparison
 from fundiff.report import parta_stages as pa
 from fundiff.report import partb
+from fundiff.report.estimate import estimates
 from fundiff.report.options import ReportOptions
 from fundiff.report.profiles import Profile, get_profile
 from fundiff.report.runner import STATE, Stage, guard_report_dir, run_stages
@@ -113,7 +114,7 @@ def _build(o: ReportOptions, p: Profile) -> Path:
     (Path(o.out) / STATE / "stages").mkdir(parents=True, exist_ok=True)
     remove_temporaries(Path(o.out), recursive=True)  # what writes cut off by a kill left behind
     t0 = time.perf_counter()
-    results = {r.name: r for r in run_stages(Path(o.out), stages, p.estimates)}
+    results = {r.name: r for r in run_stages(Path(o.out), stages, estimates(p, [s.name for s in stages]))}
     record = {"kind": "fundiff-report", "command": o.command(),
               "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()},
               "profile": p.name, "seconds_this_run": round(time.perf_counter() - t0, 1),

@@ -12,7 +12,7 @@ report's resumption: one cheap Part A section and one tiny training run with its
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fundiff.errors import UserError
 
@@ -46,8 +46,6 @@ class Profile:
     parta_pairs: int = 30
     parta_per_pair: int = 4
     parta_per_target: int = 20
-    estimates: dict[str, float] = field(default_factory=dict)
-    """Seconds each stage took here (2 cores), for the progress estimate; unknown stages count 30 s."""
     parta_sections: tuple[str, ...] | None = None
     """The Part A sections to run on the digit model (None: every one)."""
     parta_evaluate: bool = True
@@ -103,14 +101,14 @@ QUICK_SECONDS = {
     "evaluate/class-flow-constant-lr": 8, "train/class-flow-constant-lr-3e-3": 67,
     "evaluate/class-flow-constant-lr-3e-3": 8, "figures/learning-rate": 1,
 }
-"""Seconds per stage of ``fundiff report`` measured on the 2-core development machine (the judge: first run)."""
+"""Seconds per stage of ``fundiff report`` measured on the 2-core development machine (the judge: first run); other
+profiles scale them by their work (:mod:`fundiff.report.estimate`)."""
 QUICK = Profile(
     "quick",
     _runs(width={"denoiser": 32, "denoiser-pure-noise": 32},
           epochs={"time-ddpm": 4, "class-ddpm": 10, "time-flow": 4, "class-flow": 5, "lr-ablation": 3},
           recovered_epochs=3, spec=False),
     eval_per_class=10, parta_pairs=6, parta_per_pair=2, parta_per_target=10,
-    estimates=QUICK_SECONDS,
 )
 SPEC = Profile("spec", _runs({}, {}, 15, spec=True), eval_per_class=40, parta_pairs=30, parta_per_pair=4,
                parta_per_target=20)
