@@ -162,8 +162,8 @@ def figures(
 @command(app)
 def report(
     out: Annotated[Path, Opt(help="report directory: index.html, the runs, the figures, report.log")] = Path("report"),
-    profile: Annotated[str, Opt(help="quick (13.5 min measured on a 2-core CPU) | spec (the spec's recipes "
-                                     "exactly; hours)")]
+    profile: Annotated[str, Opt(help="quick (29 min measured on a 2-core CPU) | spec (the spec's recipes "
+                                     "exactly; about 4.3 h here, estimated from the quick stages' rates)")]
     = "quick",
     data: Annotated[str, Opt(help="mnist | fashion (Part B training data)")] = "mnist",
     data_dir: Annotated[Path | None, Opt(help="directory of IDX files to train on (gzipped or not)")] = None,

@@ -5,8 +5,9 @@ A training stage's work is its epochs times the cost of one training image: widt
 over the training images/s of its precision and batch, measured by ``python bench/speed.py`` at width 64.
 A sampling stage's (the evaluation's, the figures') is its images times the net calls per image: the card's steps
 (T for the full loop, ``solver_steps`` for DPM-Solver++), twice where CFG applies (the fraction of levels in the
-guidance interval). Part A's evaluation scales with its pairs times images per pair; every other stage is the
-same work in every profile.
+guidance interval). Part A's evaluation scales with its pairs times images per pair (its first run also trains the
+judges, a fixed cost that this scales too: an overestimate for the spec profile); every other stage is the same work
+in every profile.
 """
 
 from __future__ import annotations
@@ -60,14 +61,31 @@ def stage_work(p: Profile, stage: str) -> float | None:
 
 
 def stage_seconds(p: Profile, stage: str) -> float:
-    """The quick profile's measured seconds for this stage, times this profile's work over the quick one's."""
-    quick = QUICK_SECONDS.get(stage, UNKNOWN_STAGE_SECONDS)
+    """The quick profile's measured seconds for this stage (or for the measured stage of the same kind and model that
+    it is most like), times this profile's work over that stage's quick work."""
+    ref = reference_stage(p, stage)
+    if ref is None:
+        return UNKNOWN_STAGE_SECONDS
+    quick = QUICK_SECONDS[ref]
     if p.name == QUICK.name:
         return quick
-    work, quick_work = stage_work(p, stage), stage_work(QUICK, stage)
+    work, quick_work = stage_work(p, stage), stage_work(QUICK, ref)
     if work is None or quick_work is None:
         return quick
     return quick * work / quick_work
+
+
+def reference_stage(p: Profile, stage: str) -> str | None:
+    """The measured quick stage to scale: the same name, else the same kind of stage on a run of the same model and
+    objective (the spec profile draws figures of runs whose quick counterparts only show their evaluation)."""
+    if stage in QUICK_SECONDS:
+        return stage
+    kind, _, name = stage.partition("/")
+    run = p.run(name)
+    if run is None:
+        return None
+    return next((s for s in QUICK_SECONDS if s.partition("/")[0] == kind and (q := QUICK.run(s.partition("/")[2]))
+                 and (q.model, q.objective) == (run.model, run.objective)), None)
 
 
 def estimates(p: Profile, stages: list[str]) -> dict[str, float]:

@@ -92,16 +92,17 @@ def _epochs(epochs: dict, key: str) -> dict:
 
 
 QUICK_SECONDS = {
-    "parta/0": 4, "parta/1.1": 2, "parta/1.2-1.3": 2, "parta/1.4": 2, "parta/1.5": 1, "parta/1.6": 5, "parta/1.7": 4,
-    "parta/1.7.1": 4, "parta/1.7.2": 2, "parta/1.7.3": 5, "parta/1.8": 3, "parta/1.9": 2, "parta/evaluate": 45,
-    "judge": 20, "train/denoiser": 59, "figures/denoiser": 2, "train/denoiser-pure-noise": 30,
-    "figures/denoiser-pure-noise": 2, "train/time-ddpm": 96, "figures/time-ddpm": 16, "train/class-ddpm": 127,
-    "figures/class-ddpm": 34, "evaluate/class-ddpm": 29, "train/time-flow": 64, "figures/time-flow": 16,
-    "train/class-flow": 68, "figures/class-flow": 34, "evaluate/class-flow": 8, "train/class-flow-constant-lr": 68,
-    "evaluate/class-flow-constant-lr": 8, "train/class-flow-constant-lr-3e-3": 67,
+    "parta/0": 6, "parta/1.1": 4, "parta/1.2-1.3": 3, "parta/1.4": 2, "parta/1.5": 1, "parta/1.6": 6, "parta/1.7": 5,
+    "parta/1.7.1": 6, "parta/1.7.2": 3, "parta/1.7.3": 8, "parta/1.8": 7, "parta/1.9": 6, "parta/evaluate": 360,
+    "judge": 2, "train/denoiser": 59, "figures/denoiser": 3, "train/denoiser-pure-noise": 58,
+    "figures/denoiser-pure-noise": 2, "train/time-ddpm": 156, "figures/time-ddpm": 5, "train/class-ddpm": 370,
+    "figures/class-ddpm": 10, "evaluate/class-ddpm": 8, "train/time-flow": 145, "figures/time-flow": 7,
+    "train/class-flow": 195, "figures/class-flow": 8, "evaluate/class-flow": 9, "train/class-flow-constant-lr": 125,
+    "evaluate/class-flow-constant-lr": 8, "train/class-flow-constant-lr-3e-3": 125,
     "evaluate/class-flow-constant-lr-3e-3": 8, "figures/learning-rate": 1,
 }
-"""Seconds per stage of ``fundiff report`` measured on the 2-core development machine (the judge: first run); other
+"""Seconds per stage of ``fundiff report`` measured on the 2-core development machine (28m40s in all; a first run:
+Part A's evaluation trains its four judges); other
 profiles scale them by their work (:mod:`fundiff.report.estimate`)."""
 QUICK = Profile(
     "quick",
