@@ -53,7 +53,7 @@ def partb_stages(o: ReportOptions, p: Profile) -> list[Stage]:
             stages.append(Stage(f"figures/{r.name}", f"figures of {r.name}", {**cfg, "seed": o.seed},
                                 lambda d, rd=run_dir: partb.figures(rd, d, o.seed, o.device), out / "partb" / r.name))
         if r.evaluate:
-            steps = p.flow_eval_steps if r.objective == "flow" else None
+            steps = p.eval_steps(r.objective)
             ecfg = {**cfg, "per_class": p.eval_per_class, "steps": steps, "seed": o.seed}
             stages.append(Stage(f"evaluate/{r.name}", f"evaluate {r.name}: judge accuracy, Frechet distance", ecfg,
                                 lambda _, rd=run_dir, s=steps: partb.evaluate(rd, p.eval_per_class, s, o.seed, jpath,

@@ -16,11 +16,12 @@ from fundiff.report.profiles import QUICK, QUICK_SECONDS, Profile, RunSpec
 from fundiff.train.recipes import Recipe, make_recipe
 
 UNKNOWN_STAGE_SECONDS = 30.0
-TRAIN_IMAGES_PER_S = {("fp32", "large"): 77.1, ("bf16", "large"): 138.3, ("bf16", "small"): 125.2,
-                      ("fp32", "small"): 70.0}
+MEASURED_IMAGES_PER_S = {("fp32", "large"): 77.1, ("bf16", "large"): 138.3, ("bf16", "small"): 125.2}
 """Training images/s of the width-64 UNet here (2 threads, channels_last, fused Adam; ``python bench/speed.py
---rounds 2``): fp32 77.1, bf16 138.3 at batch 64, bf16 125.2 at batch 16 (fp32 at a small batch: not measured,
-about 0.9x as for bf16)."""
+--rounds 2``): fp32 77.1 and bf16 138.3 at batch 64, bf16 125.2 at batch 16."""
+TRAIN_IMAGES_PER_S = {**MEASURED_IMAGES_PER_S, ("fp32", "small"): MEASURED_IMAGES_PER_S[("fp32", "large")]
+                      * MEASURED_IMAGES_PER_S[("bf16", "small")] / MEASURED_IMAGES_PER_S[("bf16", "large")]}
+"""The measured rates, and fp32 at a small batch (not measured) assumed to lose what bf16 loses there."""
 SMALL_BATCH = 32
 
 
@@ -38,7 +39,12 @@ def calls_per_image(r: Recipe, steps: int | None = None) -> float:
     """Net calls to sample one image with the run's card: steps * (1 + guided fraction) for a class model."""
     n = steps or (r.T if r.sampler == "full" else r.solver_steps)
     guided = r.guidance_interval[1] - r.guidance_interval[0] if r.model == "class" else 0.0
-    return n * (1 + guided) * (r.width / 64) ** 2
+    return n * (1 + guided)
+
+
+def sampling_work(r: Recipe, images: int, steps: int | None = None) -> float:
+    """images * net calls per image * (width / 64)^2."""
+    return images * calls_per_image(r, steps) * (r.width / 64) ** 2
 
 
 def stage_work(p: Profile, stage: str) -> float | None:
@@ -53,10 +59,9 @@ def stage_work(p: Profile, stage: str) -> float | None:
     if kind == "train":
         return training_work(r)
     if kind == "evaluate":
-        steps = p.flow_eval_steps if r.objective == "flow" else None
-        return 10 * p.eval_per_class * calls_per_image(r, steps)
+        return sampling_work(r, 10 * p.eval_per_class, p.eval_steps(r.objective))
     if kind == "figures" and r.model != "denoiser":
-        return len(r.sample_epochs) * calls_per_image(r)
+        return sampling_work(r, len(r.sample_epochs))
     return None
 
 

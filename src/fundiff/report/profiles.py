@@ -54,6 +54,10 @@ class Profile:
     """The shipped models the Part A evaluation measures (None: every one installed). The smoke profile keeps to
     digits: a first clothing evaluation trains a Fashion-MNIST judge on 60,000 images (minutes here)."""
 
+    def eval_steps(self, objective: str) -> int | None:
+        """The steps when scoring a run of ``objective`` (None: its card's)."""
+        return self.flow_eval_steps if objective == "flow" else None
+
     def run(self, name: str) -> RunSpec | None:
         return next((r for r in self.runs if r.name == name), None)
 
@@ -102,8 +106,8 @@ QUICK_SECONDS = {
     "evaluate/class-flow-constant-lr-3e-3": 8, "figures/learning-rate": 1,
 }
 """Seconds per stage of ``fundiff report`` measured on the 2-core development machine (28m40s in all; a first run:
-Part A's evaluation trains its four judges); other
-profiles scale them by their work (:mod:`fundiff.report.estimate`)."""
+Part A's evaluation trains its four judges); other profiles scale them by their work
+(:mod:`fundiff.report.estimate`)."""
 QUICK = Profile(
     "quick",
     _runs(width={"denoiser": 32, "denoiser-pure-noise": 32},
