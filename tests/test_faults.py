@@ -4,11 +4,11 @@ renamed), then continued the way a person would (``--resume``, or the same comma
 must equal an uninterrupted run's byte for byte: weights, checkpoints, loss.csv, every picture (run.json and the
 report's records up to their timing fields, index.html up to its times). No temporary may be left behind.
 
-To afford many kill points on a slow machine, the runs are forked from this process, which has already imported
-fundiff, torch and matplotlib: each child runs the console script's code (``fundiff.cli.app.main``) with its own
-argv, environment, working directory and log. The uninterrupted reference run of ``fundiff train`` is a real
-``python -m fundiff.cli`` process, so the forked runs are also checked against the real command line, and one kill
-inside the first checkpoint write goes through real processes too.
+To afford many kill points on a slow machine, the runs are forked from a forkserver that has already imported
+fundiff, torch and matplotlib (``forked_cli``): each child runs the console script's code (``fundiff.cli.app.main``)
+with its own argv, environment, working directory and log. The uninterrupted reference run of ``fundiff train`` is a
+real ``python -m fundiff.cli`` process, so the forked runs are also checked against the real command line, and one
+kill inside the first checkpoint write goes through real processes too.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import forked_cli
 import pytest
 from helpers import write_idx
-
-from fundiff.cli.app import main
 
 KILL_POINTS: dict[str, int] = {}
 """Kill points tried per test, printed at the end of each test (run pytest with -s to see them)."""
@@ -50,27 +48,9 @@ def idx(tmp_path_factory, digits) -> Path:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def warm():
-    """Import what the children need once, here, and start no thread that a fork could copy mid-lock."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
-    import torch._dynamo  # noqa: F401 - Adam imports it on first use
-    from tqdm import tqdm
-
-    import fundiff.partb.all_figures  # noqa: F401
-    import fundiff.report.build  # noqa: F401
-    import fundiff.report.html  # noqa: F401
-    import fundiff.report.sections  # noqa: F401
-    import fundiff.train.preview  # noqa: F401
-    import fundiff.train.session  # noqa: F401
-
-    if tqdm.monitor is not None:
-        tqdm.monitor.exit()
-    interval, tqdm.monitor_interval = tqdm.monitor_interval, 0
-    yield
-    tqdm.monitor_interval = interval
+def forkserver() -> None:
+    """Start the clean parent every run of this module is forked from (see ``forked_cli``) before any run is timed."""
+    forked_cli.context()
 
 
 @dataclass
@@ -91,42 +71,35 @@ class Ended:
     seconds: float
 
 
-def _child(launch: Launch, log: Path) -> None:
-    code = 1
-    try:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        sys.stdout = sys.stderr = open(fd, "w", buffering=1, closefd=False)  # noqa: SIM115
-        os.chdir(launch.cwd)
-        os.environ.update({k: str(v) for k, v in launch.env.items()})
-        sys.argv = ["fundiff", *map(str, launch.args)]
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException:  # noqa: BLE001 - a child must never return into pytest
-        traceback.print_exc()
-        code = 99
-    finally:
-        try:
-            sys.stdout.flush()
-        finally:
-            os._exit(code)
-
-
 def drive(chains: list[Generator], parallel: int = 2, timeout: float = 300) -> None:
     """Run the chains' launches, ``parallel`` children at a time: each chain yields a :class:`Launch` and is sent
     back how it :class:`Ended`, until it returns."""
     waiting = [(c, next(c)) for c in chains]
-    running: dict[int, tuple] = {}
+    running: dict = {}
     try:
         _drive(waiting, running, parallel, timeout)
     finally:  # a failed check leaves no child running on
-        for pid in running:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+        for proc in running:
+            proc.kill()
+            proc.join()
+
+
+def _start(launch: Launch, log: Path):
+    args = [str(a) for a in launch.args]
+    env = {k: str(v) for k, v in launch.env.items()}
+    proc = forked_cli.context().Process(target=forked_cli.run, args=(args, str(launch.cwd), env, str(log)))
+    proc.start()
+    return proc
+
+
+def _timed_out(proc, launch: Launch, log: Path, timeout: float) -> AssertionError:
+    """Every thread's stack dumped into the log (SIGUSR1, faulthandler), then the run killed."""
+    os.kill(proc.pid, signal.SIGUSR1)
+    proc.join(5)
+    proc.kill()
+    proc.join()
+    tail = log.read_text(errors="replace")[-4000:]
+    return AssertionError(f"fundiff {launch.args} ran over {timeout} s; its log ends:\n{tail}")
 
 
 def _drive(waiting: list, running: dict, parallel: int, timeout: float) -> None:
@@ -137,30 +110,27 @@ def _drive(waiting: list, running: dict, parallel: int, timeout: float) -> None:
             chain, launch = waiting.pop(0)
             n += 1
             log = logs / f"fundiff-fault-{os.getpid()}-{n}.log"
-            pid = os.fork()
-            if pid == 0:
-                _child(launch, log)
-            running[pid] = (chain, launch, log, time.monotonic())
+            running[_start(launch, log)] = (chain, launch, log, time.monotonic())
         time.sleep(0.005)
-        for pid, (chain, launch, log, t0) in list(running.items()):
-            done, status = os.waitpid(pid, os.WNOHANG)
+        for proc, (chain, launch, log, t0) in list(running.items()):
             elapsed = time.monotonic() - t0
             killed = False
-            if not done and launch.kill_after is not None and elapsed >= launch.kill_after:
-                os.kill(pid, signal.SIGKILL)
-                done, status = os.waitpid(pid, 0)
-                killed = os.waitstatus_to_exitcode(status) == -signal.SIGKILL
-            elif not done and elapsed > timeout:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise AssertionError(f"fundiff {launch.args} ran over {timeout} s; log: {log}")
-            if not done:
+            if proc.exitcode is None and launch.kill_after is not None and elapsed >= launch.kill_after:
+                proc.kill()
+                proc.join()
+                killed = proc.exitcode == -signal.SIGKILL
+            elif proc.exitcode is None and elapsed > timeout:
+                del running[proc]
+                raise _timed_out(proc, launch, log, timeout)
+            if proc.exitcode is None:
                 continue
-            del running[pid]
+            del running[proc]
+            code = proc.exitcode
+            proc.close()
             text = log.read_text(errors="replace")
             log.unlink()
             try:
-                waiting.append((chain, chain.send(Ended(os.waitstatus_to_exitcode(status), killed, text, elapsed))))
+                waiting.append((chain, chain.send(Ended(code, killed, text, elapsed))))
             except StopIteration:
                 pass
 

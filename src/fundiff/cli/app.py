@@ -26,9 +26,17 @@ def train(
     model: Annotated[str, typer.Argument(help="denoiser | time | class")],
     recipe: Annotated[str | None, Opt(help="default (improved) | spec (exactly the spec's)")] = None,
     objective: Annotated[str | None, Opt(help="ddpm | flow  [default: ddpm]")] = None,
-    data: Annotated[str | None, Opt(help="mnist | fashion  [default: mnist]")] = None,
+    data: Annotated[str | None, Opt(help="mnist | fashion | cifar10 | cifar100 | svhn | stl10 | a folder of images "
+                                         "(one subfolder per class, or flat for a time model)  [default: mnist]")
+                    ] = None,
     data_dir: Annotated[Path | None, Opt(help="directory of IDX files (gzipped or not)")] = None,
     download: Annotated[Path | None, Opt(help="download the full set with torchvision into this directory")] = None,
+    image_size: Annotated[int | None, Opt(help="image folders: resize and centre-crop to this size  [default: "
+                                               "the images' median size, rounded to one the net supports]")] = None,
+    channels: Annotated[int | None, Opt(help="image folders: 1 (grey) or 3 (colour)  [default: from the images]")
+                        ] = None,
+    holdout_per_class: Annotated[int | None, Opt(help="images per class held out for evaluation  [default: 50]")
+                                 ] = None,
     epochs: Annotated[int | None, Opt()] = None,
     batch_size: Annotated[int | None, Opt()] = None,
     lr: Annotated[float | None, Opt()] = None,
@@ -51,13 +59,14 @@ def train(
     resume: Annotated[bool, Opt("--resume", help="continue a run in --out")] = False,
     device: Device = "auto",
 ) -> None:
-    """Train the spec's UNet (single-step denoiser, time- or class-conditioned) on digits."""
+    """Train the spec's UNet (single-step denoiser, time- or class-conditioned) on digits, clothes or your images."""
     from fundiff.train.session import run_train
 
     overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, width=width,
                      ema_decay=ema_decay, augment=augment, loss_weighting=loss_weighting,
                      time_sampling=time_sampling, p_uncond=p_uncond, sigma=sigma, seed=seed,
-                     precision=precision, data=data, pure_noise=pure_noise or None,
+                     precision=precision, data=data, pure_noise=pure_noise or None, image_size=image_size,
+                     channels=channels, holdout_per_class=holdout_per_class,
                      guidance_interval=interval(guidance_interval),
                      sample_epochs=int_list(sample_epochs, "--sample-epochs") if sample_epochs else None)
     run_train(model, objective, recipe, overrides, data_dir, download, out, resume, device)

@@ -105,8 +105,9 @@ def fundiff_model(net: UNet, recipe: Recipe, name: str, device: torch.device, in
                   ) -> DiffusionModel:
     """A trained fundiff time or class net as a :class:`DiffusionModel` on [0, 1] images, in the recipe's
     precision (bf16 autocast for fundiff's default recipe). Class nets bind a class (or a list, one per image;
-    None: the null class, eps_u of CFG), by number or, for Fashion-MNIST, by name ("sneaker", "ankle boot"); time
-    nets are unconditional. Both data sets are light on dark; only digits take MNIST framing of drawings."""
+    None: the null class, eps_u of CFG), by number or by name (Fashion-MNIST's "sneaker", "ankle boot"; an image
+    folder's subfolder names); time nets are unconditional. Both digit sets are light on dark; only digits take MNIST
+    framing of drawings."""
     if recipe.model == "denoiser":
         raise UserError(f"{name} is a single-step denoiser: it cannot sample; train a time or class model "
                         "(its figures: fundiff figures RUN)")
@@ -119,11 +120,14 @@ def fundiff_model(net: UNet, recipe: Recipe, name: str, device: torch.device, in
             return unet_velocity(net, labels, recipe.precision)
         return unet_denoiser(net, process, labels, recipe.precision)
 
-    return DiffusionModel(name=name, schedule=process, image_size=28, channels=net.config.in_channels,
+    names = recipe.class_names or CLASS_NAMES.get(recipe.data, ())
+    digit_sets = recipe.data in ("mnist", "fashion")
+    return DiffusionModel(name=name, schedule=process, image_size=net.config.image_size,
+                          channels=net.config.in_channels,
                           value_range=(0.0, 1.0), conditioning="class" if is_class else "none", bind=bind,
                           sampling=recipe_sampling(recipe), illusion_sampling=recipe_illusion_sampling(recipe),
                           num_classes=net.config.num_classes if is_class else 0,
-                          class_names=CLASS_NAMES.get(recipe.data, ()) if is_class else (),
+                          class_names=tuple(names) if is_class else (),
                           class_aliases=dict(CLASS_ALIASES.get(recipe.data, {})) if is_class else {},
-                          light_on_dark=True, mnist_framing=recipe.data == "mnist", device=torch.device(device),
+                          light_on_dark=digit_sets, mnist_framing=recipe.data == "mnist", device=torch.device(device),
                           info={"kind": f"fundiff-unet-{recipe.objective}", "recipe": recipe.to_dict(), **(info or {})})

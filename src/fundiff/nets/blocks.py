@@ -25,14 +25,14 @@ def up_conv(c_in: int, c_out: int) -> nn.Sequential:
     return _bn_gelu(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), c_out)
 
 
-def flatten() -> nn.Sequential:
-    """Flatten = AvgPool(7) + GELU (7x7 -> 1x1)."""
-    return nn.Sequential(nn.AvgPool2d(7), nn.GELU())
+def flatten(size: int = 7) -> nn.Sequential:
+    """Flatten = AvgPool(7) + GELU (7x7 -> 1x1; the bottom's ``size`` for other image sizes)."""
+    return nn.Sequential(nn.AvgPool2d(size), nn.GELU())
 
 
-def unflatten(channels: int) -> nn.Sequential:
-    """Unflatten = ConvTranspose2d(k7, s7, p0) + BN + GELU (1x1 -> 7x7)."""
-    return _bn_gelu(nn.ConvTranspose2d(channels, channels, 7, 7, 0), channels)
+def unflatten(channels: int, size: int = 7) -> nn.Sequential:
+    """Unflatten = ConvTranspose2d(k7, s7, p0) + BN + GELU (1x1 -> 7x7; 1x1 -> ``size`` x ``size``)."""
+    return _bn_gelu(nn.ConvTranspose2d(channels, channels, size, size, 0), channels)
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:

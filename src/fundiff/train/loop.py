@@ -53,7 +53,7 @@ def batch_loss(net: UNet, recipe: Recipe, x: torch.Tensor, y: torch.Tensor, g: t
     """The recipe's objective on one batch."""
     if recipe.model == "denoiser":
         return denoiser_loss(net, x, recipe.sigma, recipe.pure_noise, g)
-    c = one_hot_with_dropout(y, recipe.p_uncond, g) if recipe.model == "class" else None
+    c = one_hot_with_dropout(y, recipe.p_uncond, g, recipe.num_classes) if recipe.model == "class" else None
     if recipe.objective == "flow":
         return flow_loss(net, x, c, g, recipe.time_sampling)
     return ddpm_loss(net, x, c, linear_schedule(recipe.T, recipe.beta_start, recipe.beta_end), g,
@@ -95,8 +95,8 @@ class Trainer:
         saved_data = info["data"]
         saved_dir, this_dir = saved_data.get("data_dir"), self.data_dirs["data_dir"]
         if saved_dir is not None and this_dir is not None and Path(saved_dir) != Path(this_dir):
-            raise UserError(f"cannot resume {self.run_dir}: it was trained on the IDX files in {saved_dir}, not on "
-                            f"those in {this_dir}")
+            raise UserError(f"cannot resume {self.run_dir}: it was trained on the data in {saved_dir}, not on "
+                            f"that in {this_dir}")
         if saved_data["source"] != self.data_source and not self._same_data_dir(saved_data):
             raise UserError(f"cannot resume {self.run_dir}: it was trained on {saved_data['source']}, "
                             f"not {self.data_source}")

@@ -22,7 +22,8 @@ def denoise_examples(net: UNet, x: torch.Tensor, sigma: float, seed: int = 0, pu
 
 
 def preview(net: UNet, recipe: Recipe, run_dir: Path, epoch: int, examples: torch.Tensor, seed: int = 0) -> Path:
-    """samples/epoch_EEE.png: 4 per digit (class), 40 samples (time) or denoised test digits (denoiser).
+    """samples/epoch_EEE.png: 4 per class (the first 10 classes), 40 samples (time) or denoised test images
+    (denoiser).
 
     Previews use the recipe's own sampler when it is a few-step one (DPM-Solver++(2M), the default recipe's),
     else DDIM with 50 steps (Euler with 50 for flow) to keep training fast; ``fundiff sample`` and ``fundiff
@@ -37,11 +38,11 @@ def preview(net: UNet, recipe: Recipe, run_dir: Path, epoch: int, examples: torc
     from fundiff.partb.samples import sample_grid
 
     model = fundiff_model(net, recipe, str(run_dir), next(net.parameters()).device)
-    classes = list(range(10)) if recipe.model == "class" else None
+    classes = list(range(min(10, recipe.num_classes))) if recipe.model == "class" else None
     fast = None if recipe.sampler == "dpmpp-2m" else Sampling(sampler="ddim" if recipe.objective == "ddpm" else
                                                                "euler", steps=50)
     x, _ = sample_grid(model, classes, 4, seed, fast, progress=False)
-    return save_grid(x, path, nrow=10)
+    return save_grid(x, path, nrow=len(classes) if classes else 10)
 
 
 def loss_plot(run_dir: Path, losses: list[tuple], title: str) -> Path:

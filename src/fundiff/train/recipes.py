@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from fundiff.errors import UserError
+from fundiff.nets.unet import MAX_SIZE, MIN_SIZE, unet_depth
 
 MODELS = ("denoiser", "time", "class")
 OBJECTIVES = ("ddpm", "flow")
@@ -22,9 +23,13 @@ SAMPLERS = ("full", "dpmpp-2m")
 or DPM-Solver++(2M) on ``solver_steps`` steps."""
 MAX_EPOCHS, MAX_BATCH, MAX_WIDTH = 10_000, 8_192, 512
 """Bounds that keep a run finite and in memory (the spec: 20 epochs, batch 128, width 64)."""
+DIGIT_SHAPE = {"image_size": 28, "channels": 1, "num_classes": 10, "class_names": []}
+"""The data shape of MNIST and Fashion-MNIST, which records leave out."""
 RANGES = {"epochs": f"1 to {MAX_EPOCHS:,}", "batch_size": f"2 to {MAX_BATCH:,}", "lr": "above 0, at most 1",
           "width": f"1 to {MAX_WIDTH}", "sigma": "0 to 100", "p_uncond": "0 to below 1", "ema_decay": "0 to below 1",
-          "augment": "0 to 1", "solver_steps": "2 to T", "guidance_interval": "0 <= low < high <= 1"}
+          "augment": "0 to 1", "solver_steps": "2 to T", "guidance_interval": "0 <= low < high <= 1",
+          "channels": "1 or 3", "num_classes": "1 to 10,000",
+          "image_size": f"{MIN_SIZE} to {MAX_SIZE} px, halving cleanly to 4-8 px: 16, 28, 32, 48, 64, 96, 128, ..."}
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,10 @@ class Recipe:
     seed: int = 0
     data: str = "mnist"
     holdout_per_class: int = 50
+    image_size: int = 28
+    channels: int = 1
+    num_classes: int = 10
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._check_choice("model", MODELS)
@@ -77,6 +86,8 @@ class Recipe:
             "p_uncond": 0 <= self.p_uncond < 1, "ema_decay": 0 <= self.ema_decay < 1,
             "augment": 0 <= self.augment <= 1, "solver_steps": 2 <= self.solver_steps <= self.T,
             "beta_start": 0 < self.beta_start < self.beta_end < 1, "holdout_per_class": self.holdout_per_class >= 1,
+            "channels": self.channels in (1, 3), "num_classes": 1 <= self.num_classes <= 10_000,
+            "image_size": unet_depth(self.image_size) > 0,
             "guidance_interval": len(self.guidance_interval) == 2
             and 0 <= self.guidance_interval[0] < self.guidance_interval[1] <= 1,
         }
@@ -84,6 +95,8 @@ class Recipe:
             if not ok:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)} is out of range "
                                 f"({RANGES.get(name, 'see fundiff train --help')})")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise UserError(f"{len(self.class_names)} class names for {self.num_classes} classes")
         if self.loss_weighting != "uniform" and self.objective != "ddpm":
             raise UserError(f"--loss-weighting {self.loss_weighting} weights the DDPM noise loss; flow models take "
                             "--time-sampling instead")
@@ -106,9 +119,15 @@ class Recipe:
         return 0.1 ** (1.0 / self.epochs)
 
     def to_dict(self) -> dict:
+        """Every field; the data's shape (image size, channels, classes) only where it is not the digits' 28 px grey
+        0-9, so the records and weights of runs on the digit sets read as before."""
         d = asdict(self)
         d["sample_epochs"] = list(self.sample_epochs)
         d["guidance_interval"] = list(self.guidance_interval)
+        d["class_names"] = list(self.class_names)
+        for k, v in DIGIT_SHAPE.items():
+            if d[k] == v:
+                del d[k]
         return d
 
     @classmethod
@@ -117,6 +136,7 @@ class Recipe:
         d = {k: v for k, v in d.items() if k in known}
         d["sample_epochs"] = tuple(d.get("sample_epochs", ()))
         d["guidance_interval"] = tuple(d.get("guidance_interval", (0.0, 1.0)))
+        d["class_names"] = tuple(d.get("class_names", ()))
         return cls(**d)
 
 

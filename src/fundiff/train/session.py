@@ -9,16 +9,17 @@ rerun, with or without --resume, deletes those and starts over. Folders holding 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from fundiff.errors import UserError, os_advice
 from fundiff.io.files import check_writable, pick_device, remove_temporaries, temporary_target
 from fundiff.progress import say
 from fundiff.train import checkpoint as ckpt
-from fundiff.train.data import load_digits
+from fundiff.train.data import DATASETS, FOLDER, TORCHVISION_SETS, Digits, load_digits, load_folder
 from fundiff.train.loop import Trainer
 from fundiff.train.preview import loss_plot, preview
-from fundiff.train.recipes import Recipe, make_recipe
+from fundiff.train.recipes import DIGIT_SHAPE, Recipe, make_recipe
 
 TRAIN_FILES = {
     ".": (r"checkpoint_\d{3,}\.safetensors", r"loss\.csv", r"loss\.png", r"run\.json"),
@@ -52,12 +53,16 @@ def run_train(model: str, objective: str | None, recipe_name: str | None, overri
 def _train(model: str, objective: str, recipe_name: str, named: dict, overrides: dict, data_dir: Path | None,
            download: Path | None, out: Path, resume: bool, device: str) -> dict:
     state = _check_run_dir(out, resume)
+    data_dir, overrides = _folder_option(overrides, data_dir)
+    shape = {k: overrides.pop(k) for k in ("image_size", "channels") if k in overrides}
     recipe = make_recipe(model, objective, recipe_name, **overrides)
     if state == "resume":
-        recipe = _resumed_recipe(out, {**{k: v for k, v in named.items() if v is not None}, **overrides})
+        recipe = _resumed_recipe(out, {**{k: v for k, v in named.items() if v is not None}, **overrides, **shape})
+        shape = {"image_size": recipe.image_size, "channels": recipe.channels}
         if data_dir is None and download is None:
             data_dir, download = _recorded_data(out)
-    data = load_digits(recipe.data, data_dir, download)
+    data = load_training_data(recipe, data_dir, download, shape)
+    recipe = _fit_to(recipe, data)
     say(f"data: {data.source}: {len(data)} images")
     trainer = Trainer(recipe, out, data, pick_device(device), on_epoch=_draw, data_dir=data_dir, download=download)
     say(f"train split: {len(trainer.train_set)} images; held out: {len(trainer.held_out)} (never trained on)")
@@ -78,6 +83,43 @@ def _train(model: str, objective: str, recipe_name: str, named: dict, overrides:
     return info
 
 
+def _folder_option(overrides: dict, data_dir: Path | None) -> tuple[Path | None, dict]:
+    """``--data DIR`` (a folder of images): the recipe's data becomes "folder" and the folder its data directory."""
+    name = overrides.get("data")
+    if name is None or name in DATASETS or name in TORCHVISION_SETS or name == FOLDER:
+        return data_dir, overrides
+    if not (Path(name).exists() or any(ch in name for ch in "/\\.~")):
+        return data_dir, overrides  # an unknown name: load_digits lists the known ones
+    if data_dir is not None:
+        raise UserError(f"--data {name} is a folder of images and --data-dir {data_dir} a folder of IDX files: "
+                        "give one of them")
+    return Path(name).expanduser(), {**overrides, "data": FOLDER}
+
+
+def load_training_data(recipe: Recipe, data_dir: Path | None, download: Path | None, shape: dict) -> Digits:
+    """The recipe's data: an image folder at the asked (or the data's own) size and channels, or a named set."""
+    if recipe.data == FOLDER:
+        if data_dir is None:
+            raise UserError("this run trains on an image folder: pass it with --data DIR")
+        return load_folder(data_dir, shape.get("image_size"), shape.get("channels"))
+    asked = {k: v for k, v in shape.items() if v is not None and v != DIGIT_SHAPE[k]}
+    if asked and recipe.data in DATASETS:
+        listed = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in asked.items())
+        raise UserError(f"{listed}: {recipe.data} is 28 px grey; --image-size and --channels apply to a folder of "
+                        "images (--data DIR)")
+    return load_digits(recipe.data, data_dir, download)
+
+
+def _fit_to(recipe: Recipe, data: Digits) -> Recipe:
+    """The recipe with the data's image size, channels and classes (the net is built for them)."""
+    if recipe.model == "class" and not data.class_names and data.num_classes == 1:
+        raise UserError(f"{data.source} is one flat folder, so it has no classes: train a time model on it, or sort "
+                        "its images into one subfolder per class")
+    names = data.class_names if recipe.data not in DATASETS else ()
+    return replace(recipe, image_size=data.image_size, channels=data.channels, num_classes=data.num_classes,
+                   class_names=tuple(names))
+
+
 def _resumed_recipe(out: Path, asked: dict) -> Recipe:
     """The saved recipe, if every option given again agrees with it."""
     saved = Recipe.from_dict(ckpt.read_run(out)["recipe"])
@@ -89,16 +131,17 @@ def _resumed_recipe(out: Path, asked: dict) -> Recipe:
 
 
 def _recorded_data(out: Path) -> tuple[Path | None, Path | None]:
-    """The IDX folder (or torchvision download root) the run in ``out`` was trained on, from its run.json; a
-    recorded IDX folder that is gone is a UserError naming it."""
+    """The data folder (IDX files or images; or the torchvision download root) the run in ``out`` was trained on,
+    from its run.json; a recorded folder that is gone is a UserError naming it."""
     data = ckpt.read_run(out).get("data", {})
     data_dir, download = data.get("data_dir"), data.get("download")
     if data_dir is None and "data_dir" not in data:  # a run from before fundiff recorded it: its source names it
         m = re.fullmatch(r"IDX train files in (.+)", str(data.get("source", "")))
         data_dir = m.group(1) if m else None
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise UserError(f"cannot resume {out}: it was trained on the IDX files in {data_dir}, which is missing; "
-                        "pass --data-dir with the same files")
+        again = "--data" if ckpt.read_run(out).get("recipe", {}).get("data") == FOLDER else "--data-dir"
+        raise UserError(f"cannot resume {out}: it was trained on the data in {data_dir}, which is missing; "
+                        f"pass {again} with the same files")
     return (Path(data_dir) if data_dir else None), (Path(download) if download else None)
 
 
