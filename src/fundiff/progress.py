@@ -9,11 +9,18 @@ from contextlib import contextmanager
 from tqdm import tqdm
 
 Callback = Callable[[dict], None]
+_QUIET = [False]
+
+
+def quiet(on: bool = True) -> None:
+    """Silence :func:`say` (the other processes of a multi-process run: rank 0 speaks for all)."""
+    _QUIET[0] = on
 
 
 def say(text: str) -> None:
     """One line of progress for a person, printed above any running bar."""
-    tqdm.write(text)
+    if not _QUIET[0]:
+        tqdm.write(text)
 
 
 @contextmanager

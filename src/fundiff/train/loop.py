@@ -23,6 +23,7 @@ from fundiff.nets.unet import UNet
 from fundiff.train import checkpoint as ckpt
 from fundiff.train.augment import random_affine
 from fundiff.train.data import Digits, split_holdout
+from fundiff.train.distributed import Ranks, all_sum, data_parallel, sync_batchnorm
 from fundiff.train.objectives import ddpm_loss, denoiser_loss, flow_loss, one_hot_with_dropout
 from fundiff.train.recipes import Recipe
 
@@ -49,26 +50,31 @@ def ema_update(ema: UNet, net: UNet, decay: float, step: int) -> None:
         be.copy_(b)
 
 
-def batch_loss(net: UNet, recipe: Recipe, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """The recipe's objective on one batch."""
+def batch_loss(net: UNet, recipe: Recipe, x: torch.Tensor, y: torch.Tensor, g: torch.Generator,
+               shard: slice | None = None) -> torch.Tensor:
+    """The recipe's objective on one batch (with ``shard``: this process's share of it)."""
     if recipe.model == "denoiser":
-        return denoiser_loss(net, x, recipe.sigma, recipe.pure_noise, g)
+        return denoiser_loss(net, x, recipe.sigma, recipe.pure_noise, g, shard)
     c = one_hot_with_dropout(y, recipe.p_uncond, g, recipe.num_classes) if recipe.model == "class" else None
     if recipe.objective == "flow":
-        return flow_loss(net, x, c, g, recipe.time_sampling)
+        return flow_loss(net, x, c, g, recipe.time_sampling, shard)
     return ddpm_loss(net, x, c, linear_schedule(recipe.T, recipe.beta_start, recipe.beta_end), g,
-                     recipe.loss_weighting)
+                     recipe.loss_weighting, shard)
 
 
 class Trainer:
     """Trains one recipe into one run directory."""
 
     def __init__(self, recipe: Recipe, run_dir: Path, data: Digits, device: torch.device, progress: bool = True,
-                 on_epoch=None, data_dir: Path | None = None, download: Path | None = None) -> None:
+                 on_epoch=None, data_dir: Path | None = None, download: Path | None = None,
+                 ranks: Ranks = Ranks()) -> None:  # noqa: B008 - a frozen dataclass
         """``on_epoch(trainer, epoch)`` runs after each sample epoch's checkpoint (and again for the epoch a resumed
         run starts from, since a kill may have stopped it half-way); ``data_dir``/``download`` are recorded in
-        run.json so that --resume finds the same data by itself."""
-        self.recipe, self.run_dir, self.device, self.progress = recipe, Path(run_dir), device, progress
+        run.json so that --resume finds the same data by itself. Under torchrun (``ranks``) every process trains
+        its shard of each batch with DDP and only rank 0 writes."""
+        self.ranks = ranks
+        self.recipe, self.run_dir, self.device = recipe, Path(run_dir), device
+        self.progress = progress and ranks.main
         self.on_epoch = on_epoch
         self.train_set, self.held_out = split_holdout(data, recipe.holdout_per_class)
         self.data_source = data.source
@@ -79,6 +85,9 @@ class Trainer:
         self.net = ckpt.build_net(recipe).to(device)
         if recipe.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        if ranks.distributed:  # whole-batch BatchNorm statistics, then DDP; self.net stays what is saved
+            self.net = sync_batchnorm(self.net, device)
+        self.train_net = data_parallel(self.net, device) if ranks.distributed else self.net
         self.ema = copy.deepcopy(self.net).eval() if recipe.ema_decay > 0 else None
         self.opt = torch.optim.Adam(self.net.parameters(), lr=recipe.lr, fused=True)  # one kernel for all parameters
         self.sched = make_scheduler(self.opt, recipe)
@@ -129,11 +138,13 @@ class Trainer:
                      "held_out": self.split_sources[1], "held_out_images": len(self.held_out), **self.data_dirs},
             "versions": versions(), "history": self.history,
             "optimizer": getattr(self, "_opt_json", None), "scheduler": self.sched.state_dict(),
-        }
+        } | ({"processes": self.ranks.world} if self.ranks.distributed else {})
 
     def save(self, status: str) -> None:
         """Checkpoint first, then loss log, then run.json, then drop the older checkpoint: a kill at
-        any point leaves run.json naming a complete checkpoint of the epoch it records."""
+        any point leaves run.json naming a complete checkpoint of the epoch it records. (Rank 0 only.)"""
+        if not self.ranks.main:
+            return
         self._opt_json = ckpt.save_checkpoint(self.run_dir, self.epoch, self.net, self.ema, self.opt)
         write_text(self.run_dir / "loss.csv", _losses_csv(self.losses))
         write_json(self.run_dir / ckpt.RUN_FILE, self.info(status))
@@ -146,7 +157,7 @@ class Trainer:
         r = self.recipe
         if self.epoch == 0:
             self.save("running")
-        elif self.resumed and self._is_sample_epoch(self.epoch) and self.on_epoch is not None:
+        elif self.resumed and self._is_sample_epoch(self.epoch) and self.on_epoch is not None and self.ranks.main:
             self.on_epoch(self, self.epoch)  # a kill may have come between its checkpoint and its pictures
         total = math.ceil(len(self.train_set) / r.batch_size) * r.epochs
         bar = tqdm(total=total, initial=self.step, disable=not self.progress, unit="batch", dynamic_ncols=True,
@@ -185,10 +196,10 @@ class Trainer:
         self.history.append({"epoch": epoch, "mean_loss": sum(ep_losses) / len(ep_losses),
                              "last_loss": ep_losses[-1], "seconds": round(seconds, 2),
                              "images_per_s": round(seen / seconds, 1)})
-        if self._is_sample_epoch(epoch):
+        if self._is_sample_epoch(epoch) and self.ranks.main:
             ckpt.save_weights(ckpt.weights_path(self.run_dir, epoch), self.sampling_net().state_dict(), r, epoch)
         self.save("running" if epoch < r.epochs else "done")
-        if self.on_epoch is not None and self._is_sample_epoch(epoch):
+        if self.on_epoch is not None and self._is_sample_epoch(epoch) and self.ranks.main:
             self.on_epoch(self, epoch)
 
     def _is_sample_epoch(self, epoch: int) -> bool:
@@ -198,15 +209,16 @@ class Trainer:
         r = self.recipe
         if r.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        shard = self.ranks.shard(len(x)) if self.ranks.distributed else None
         with torch.autocast(self.device.type, torch.bfloat16, enabled=r.precision == "bf16"):
-            loss = batch_loss(self.net, r, x, y, g)
-        value = float(loss.detach())
+            loss = batch_loss(self.train_net, r, x, y, g, shard)
+        value = float(all_sum(loss) if shard is not None else loss.detach())  # the whole batch's loss
         if not math.isfinite(value):
             raise UserError(f"training diverged at step {self.step + 1}: the loss is {value}; lower --lr (now "
                             f"{self.opt.param_groups[0]['lr']:g}) and train again (--out keeps the last finished "
                             "epoch)")
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.ranks.world if shard is not None else loss).backward()  # DDP averages: the shares add up
         self.opt.step()
         self.step += 1
         if self.ema is not None:

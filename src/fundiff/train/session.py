@@ -14,8 +14,9 @@ from pathlib import Path
 
 from fundiff.errors import UserError, os_advice
 from fundiff.io.files import check_writable, pick_device, remove_temporaries, temporary_target
-from fundiff.progress import say
+from fundiff.progress import quiet, say
 from fundiff.train import checkpoint as ckpt
+from fundiff.train import distributed
 from fundiff.train.data import DATASETS, FOLDER, TORCHVISION_SETS, Digits, load_digits, load_folder
 from fundiff.train.loop import Trainer
 from fundiff.train.preview import loss_plot, preview
@@ -41,17 +42,28 @@ def run_train(model: str, objective: str | None, recipe_name: str | None, overri
     named = {"model": model, "objective": objective, "recipe": recipe_name}
     objective, recipe_name = objective or "ddpm", recipe_name or "default"
     out = Path(out) if out is not None else Path("runs") / f"{model}-{objective}-{recipe_name}"
-    check_writable(out)
+    ranks = distributed.ranks_from_env()
+    if ranks.main:
+        check_writable(out)
+    torch_device = pick_device(device)
+    if ranks.distributed:  # under torchrun: join the others; rank 0 speaks and writes for all
+        torch_device = distributed.start(ranks, torch_device)
+        quiet(not ranks.main)
     try:
-        return _train(model, objective, recipe_name, named, overrides, data_dir, download, out, resume, device)
+        return _train(model, objective, recipe_name, named, overrides, data_dir, download, out, resume,
+                      torch_device, ranks)
     except OSError as e:
         if not explain_os_errors:
             raise
         raise UserError(_stopped(e, out)) from None
+    finally:
+        if ranks.distributed:
+            quiet(False)
+            distributed.stop()
 
 
 def _train(model: str, objective: str, recipe_name: str, named: dict, overrides: dict, data_dir: Path | None,
-           download: Path | None, out: Path, resume: bool, device: str) -> dict:
+           download: Path | None, out: Path, resume: bool, device, ranks: distributed.Ranks) -> dict:
     state = _check_run_dir(out, resume)
     data_dir, overrides = _folder_option(overrides, data_dir)
     shape = {k: overrides.pop(k) for k in ("image_size", "channels") if k in overrides}
@@ -61,21 +73,28 @@ def _train(model: str, objective: str, recipe_name: str, named: dict, overrides:
         shape = {"image_size": recipe.image_size, "channels": recipe.channels}
         if data_dir is None and download is None:
             data_dir, download = _recorded_data(out)
-    data = load_training_data(recipe, data_dir, download, shape)
+    data = load_training_data(recipe, data_dir, download, shape, progress=ranks.main)
     recipe = _fit_to(recipe, data)
     say(f"data: {data.source}: {len(data)} images")
-    trainer = Trainer(recipe, out, data, pick_device(device), on_epoch=_draw, data_dir=data_dir, download=download)
+    _check_shardable(recipe, ranks)
+    trainer = Trainer(recipe, out, data, device, on_epoch=_draw, data_dir=data_dir, download=download, ranks=ranks)
     say(f"train split: {len(trainer.train_set)} images; held out: {len(trainer.held_out)} (never trained on)")
+    if ranks.distributed:
+        say(f"{ranks.world} processes (DDP, {'NCCL' if device.type == 'cuda' else 'gloo'}): each trains its "
+            f"part of every batch of {recipe.batch_size}")
     if state == "resume":
         trainer.resume()
-        for folder in TRAIN_FILES:  # what writes cut off by a kill left, in the folders this command writes
-            remove_temporaries(out / folder)
+        if ranks.main:
+            for folder in TRAIN_FILES:  # what writes cut off by a kill left, in the folders this command writes
+                remove_temporaries(out / folder)
         say(f"resuming {out} after epoch {trainer.epoch} of {recipe.epochs}")
     elif state == "restart":
-        _remove_train_files(out)
+        if ranks.main:
+            _remove_train_files(out)
         say(f"found an interrupted start in {out} (stopped before its first checkpoint was recorded): starting over")
     elif resume:
         say(f"nothing to resume in {out} (an empty folder): starting a new run")
+    distributed.barrier()  # rank 0 has cleared what a kill left before anyone trains
     info = trainer.run()
     last = info["history"][-1]
     say(f"done: {out} epoch {info['epoch']}, last-epoch mean loss {last['mean_loss']:.4f}, "
@@ -96,18 +115,25 @@ def _folder_option(overrides: dict, data_dir: Path | None) -> tuple[Path | None,
     return Path(name).expanduser(), {**overrides, "data": FOLDER}
 
 
-def load_training_data(recipe: Recipe, data_dir: Path | None, download: Path | None, shape: dict) -> Digits:
+def load_training_data(recipe: Recipe, data_dir: Path | None, download: Path | None, shape: dict,
+                       progress: bool = True) -> Digits:
     """The recipe's data: an image folder at the asked (or the data's own) size and channels, or a named set."""
     if recipe.data == FOLDER:
         if data_dir is None:
             raise UserError("this run trains on an image folder: pass it with --data DIR")
-        return load_folder(data_dir, shape.get("image_size"), shape.get("channels"))
+        return load_folder(data_dir, shape.get("image_size"), shape.get("channels"), progress)
     asked = {k: v for k, v in shape.items() if v is not None and v != DIGIT_SHAPE[k]}
     if asked and recipe.data in DATASETS:
         listed = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in asked.items())
         raise UserError(f"{listed}: {recipe.data} is 28 px grey; --image-size and --channels apply to a folder of "
                         "images (--data DIR)")
     return load_digits(recipe.data, data_dir, download)
+
+
+def _check_shardable(recipe: Recipe, ranks: distributed.Ranks) -> None:
+    if ranks.distributed and recipe.batch_size < ranks.world:
+        raise UserError(f"--batch-size {recipe.batch_size} is smaller than the {ranks.world} processes sharing each "
+                        f"batch: give at least {ranks.world}")
 
 
 def _fit_to(recipe: Recipe, data: Digits) -> Recipe:
