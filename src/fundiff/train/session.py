@@ -17,7 +17,7 @@ from fundiff.io.files import check_writable, pick_device, remove_temporaries, te
 from fundiff.progress import quiet, say
 from fundiff.train import checkpoint as ckpt
 from fundiff.train import distributed
-from fundiff.train.data import DATASETS, FOLDER, TORCHVISION_SETS, Digits, load_data, load_digits
+from fundiff.train.data import DATASETS, FOLDER, Digits, folder_or_name, load_data, load_digits
 from fundiff.train.loop import Trainer
 from fundiff.train.preview import loss_plot, preview
 from fundiff.train.recipes import DIGIT_SHAPE, Recipe, make_recipe
@@ -104,15 +104,10 @@ def _train(model: str, objective: str, recipe_name: str, named: dict, overrides:
 
 def _folder_option(overrides: dict, data_dir: Path | None) -> tuple[Path | None, dict]:
     """``--data DIR`` (a folder of images): the recipe's data becomes "folder" and the folder its data directory."""
-    name = overrides.get("data")
-    if name is None or name in DATASETS or name in TORCHVISION_SETS or name == FOLDER:
+    if overrides.get("data") is None:
         return data_dir, overrides
-    if not (Path(name).exists() or any(ch in name for ch in "/\\.~")):
-        return data_dir, overrides  # an unknown name: load_digits lists the known ones
-    if data_dir is not None:
-        raise UserError(f"--data {name} is a folder of images and --data-dir {data_dir} a folder of IDX files: "
-                        "give one of them")
-    return Path(name).expanduser(), {**overrides, "data": FOLDER}
+    name, data_dir = folder_or_name(overrides["data"], data_dir)
+    return data_dir, {**overrides, "data": name}
 
 
 def load_training_data(recipe: Recipe, data_dir: Path | None, download: Path | None, shape: dict,
