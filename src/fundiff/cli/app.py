@@ -136,8 +136,13 @@ def evaluate_parta(
 
 @command(judge_app, "train")
 def judge_train(
-    data: Annotated[str, Opt(help="mnist | fashion")] = "mnist",
+    data: Annotated[str, Opt(help="mnist | fashion | cifar10 | ... | a folder of images in class subfolders")
+                    ] = "mnist",
     data_dir: Annotated[Path | None, Opt()] = None,
+    image_size: Annotated[int | None, Opt(help="image folders: as fundiff train's (default: from the images)")
+                          ] = None,
+    channels: Annotated[int | None, Opt(help="image folders: 1 or 3 (default: from the images)")] = None,
+    holdout_per_class: Annotated[int, Opt(help="as fundiff train's: images per class held out")] = 50,
     epochs: Annotated[int | None, Opt(help="default: about 36,000 images (8 epochs of the 4,450 offline digits, 1 of "
                                            "a full 60,000 set)")] = None,
     out: Annotated[Path | None, Opt(help="judge file (default: the cache used by evaluate)")] = None,
@@ -145,10 +150,10 @@ def judge_train(
     far: Annotated[bool, Opt("--far", help="the far judge: also reads images shrunk to 7-14 px and enlarged back, "
                                           "as evaluate-parta reads hybrids from far")] = False,
 ) -> None:
-    """Train the digit judge on the training split and report its held-out accuracy."""
+    """Train the judge of a data set on its training split and report its held-out accuracy."""
     from fundiff.evaluate.runs import run_judge_train
 
-    run_judge_train(data, data_dir, epochs, out, force, far)
+    run_judge_train(data, data_dir, epochs, out, force, far, image_size, channels, holdout_per_class)
 
 
 @command(app)
@@ -209,6 +214,26 @@ def embed(
     from fundiff.cli.deepfloyd import run_embed
 
     run_embed(prompts or [], model, cache, device, dtype, assignment, merge or [], recompute)
+
+
+@command(app)
+def export(
+    run: Annotated[Path, typer.Argument(help="a fundiff training run directory (a time or class model)")],
+    out: Annotated[Path, typer.Argument(help="the folder to write: diffusers' layout and a Hugging Face model card")],
+    epoch: Epoch = None,
+    force: Annotated[bool, Opt("--force", help="write into a folder that is not empty; the files an earlier export "
+                                              "there lists are removed first")] = False,
+    samples: Annotated[bool, Opt("--samples/--no-samples", help="draw samples.png for the card (fundiff's sampler, "
+                                                                "seed 0)")] = True,
+    device: Device = "auto",
+) -> None:
+    """Export a run for diffusers / the Hugging Face Hub: unet/ + scheduler/ + model_index.json, README.md card."""
+    from fundiff.export import export_run
+
+    done = export_run(run, out, epoch, force, samples, device)
+    print(f"exported {run} (epoch {done.epoch}, {done.scheduler}) -> {done.out}")
+    for f in done.files:
+        print(f"  {done.out / f}")
 
 
 @command(app)

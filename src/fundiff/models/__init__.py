@@ -1,7 +1,8 @@
 """Loading any model a user can name into one :class:`~fundiff.core.model.DiffusionModel`: the models fundiff
 ships (``digits``: MNIST digits, ``fashion``: Fashion-MNIST clothes), a fundiff run directory or weights file (DDPM
-or flow matching), DeepFloyd IF stage I (``deepfloyd``, ``deepfloyd:NAME``, a local IFPipeline directory), or a
-diffusers UNet2DModel (a local directory or a Hub id such as ``google/ddpm-cifar10-32``)."""
+or flow matching) or a folder ``fundiff export`` wrote from one, DeepFloyd IF stage I (``deepfloyd``,
+``deepfloyd:NAME``, a local IFPipeline directory), or a diffusers UNet2DModel (a local directory or a Hub id such as
+``google/ddpm-cifar10-32``)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,15 @@ from fundiff.errors import UserError
 from fundiff.io.files import pick_device
 from fundiff.models.deepfloyd.stage1 import LoadOptions, deepfloyd_model, is_deepfloyd_spec
 from fundiff.models.diffusers_unet import diffusers_unet_model, is_diffusers_dir, is_hub_id
+from fundiff.models.export import is_exported_dir, load_exported
 from fundiff.models.fundiff_unet import fundiff_model
 from fundiff.train.checkpoint import RUN_FILE, load_model
 
 SHIPPED = {"digits": "digits.safetensors", "fashion": "fashion.safetensors"}
 """Models inside the package: name -> file in fundiff/assets (a card ``<stem>.json`` beside it; both written by
 tools/ship_model.py)."""
-MODEL_HELP = ("digits or fashion (shipped), a fundiff run directory or weights file, deepfloyd[:IF-I-M-v1.0] or a "
-              "local IF directory, or a diffusers UNet2DModel directory or Hub id")
+MODEL_HELP = ("digits or fashion (shipped), a fundiff run directory, weights file or export, deepfloyd[:IF-I-M-v1.0] "
+              "or a local IF directory, or a diffusers UNet2DModel directory or Hub id")
 
 
 def shipped_path(name: str) -> Path:
@@ -70,6 +72,8 @@ def load(spec: str | Path, device: torch.device | str = "auto", *, epoch: int | 
         return _fundiff(path, str(path), device, epoch, precision)
     if epoch is not None:
         raise UserError(f"--epoch picks the weights of a fundiff run; {spec} is not one")
+    if path.is_dir() and is_exported_dir(path):  # before the generic diffusers folder: it carries fundiff's recipe
+        return load_exported(path, device, precision)
     if is_deepfloyd_spec(spec):
         return deepfloyd_model(spec, LoadOptions(str(device), dtype, offload, prompt_cache))
     if not path.exists() and path.parent.is_dir() and path.parent != Path("."):

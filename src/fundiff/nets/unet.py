@@ -84,11 +84,16 @@ class UNet(nn.Module):
     Other sizes take as many DownBlocks as bring them to 4-8 px (:func:`unet_depth`), each past the first doubling
     the width (64 px: D, D, 2D, 4D at 32, 16, 8 px) and an UpBlock back for each; time and class still enter at the
     bottom (fc1) and after the first UpBlock (fc2). The 28 px net's parameter names are the spec net's.
+
+    The diffusers model of the same net (``from_pretrained``, ``save_pretrained``) is
+    :class:`fundiff.nets.hub.UNetModel`, kept apart because diffusers takes seconds to import.
     """
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
-        self.config = config
+        if not isinstance(config, UNetConfig):
+            raise TypeError(f"UNet takes a UNetConfig, not {type(config).__name__}")
+        self._unet_config = config
         d, c, depth = config.width, config.in_channels, config.depth
         widths = [d, d] + [d * 2 ** i for i in range(1, depth)]  # after first, down1, down2, ...
         bottom = config.image_size // 2 ** depth
@@ -106,6 +111,12 @@ class UNet(nn.Module):
         if config.conditioning == "class":
             k = config.num_classes
             self.fc1_c, self.fc2_c = FCBlock(k, widths[depth]), FCBlock(k, widths[depth - 1])
+
+    @property
+    def config(self) -> UNetConfig:
+        """The :class:`UNetConfig` the net was built from (also on the diffusers subclass, whose ConfigMixin would
+        give its FrozenDict here)."""
+        return self._unet_config
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor | None = None, c: torch.Tensor | None = None
