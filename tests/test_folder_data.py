@@ -190,3 +190,25 @@ def test_judge_and_evaluate_work_on_a_folder_run(tmp_path, shapes, monkeypatch):
     assert set(shares) == {"0", "1", "2"} and abs(sum(shares.values()) - 1) < 1e-3
     out = run_judge_train(str(shapes), None, 1, tmp_path / "j.safetensors", False, holdout_per_class=4)
     assert load_judge(out)[1]["data"].startswith("image folder")
+
+
+def test_torchvision_sets_by_name(monkeypatch, tmp_path):
+    """--data cifar10 --download DIR goes through torchvision's class (here a stand-in with CIFAR's layout: HWC
+    uint8, targets, classes); without --download it is one line."""
+    from torchvision import datasets
+
+    from fundiff.train.data import load_digits
+
+    class FakeCIFAR:
+        def __init__(self, root, train, download):
+            assert train and download and root == str(tmp_path)
+            self.data = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+            self.targets, self.classes = [i % 2 for i in range(20)], ["airplane", "automobile"]
+
+    monkeypatch.setattr(datasets, "CIFAR10", FakeCIFAR)
+    data = load_digits("cifar10", None, tmp_path)
+    assert data.images.shape == (20, 3, 32, 32) and data.class_names == ("airplane", "automobile")
+    assert torch.equal(data.images[torch.tensor([3])][0, :, 4, 5] * 255,
+                       torch.from_numpy(FakeCIFAR(str(tmp_path), True, True).data[3, 4, 5]).float())
+    with pytest.raises(UserError, match="--data cifar10 downloads through torchvision: pass --download DIR"):
+        load_digits("cifar10")
