@@ -149,8 +149,9 @@ def model_card(name: str, recipe: Recipe, info: dict, epoch: int, net, run: Path
     if sample_note:
         lines += [f"![samples]({SAMPLES})", "", f"*{sample_note}.*", ""]
     lines += _usage(name, recipe) + _recipe_table(recipe) + _data_table(info) + _measured(info, run, epoch, recipe)
+    unet_name = "diffusers' `UNet2DModel`" if recipe.net == "diffusers" else "fundiff's `UNetModel`"
     lines += ["## Files", "", f"- `{layout.LAYOUT_FILES[0]}`, `unet/`, `scheduler/`: the diffusers layout "
-              f"(`DDPMPipeline` with fundiff's `UNetModel` and a `{layout.scheduler_name(recipe)}`)",
+              f"(`DDPMPipeline` with {unet_name} and a `{layout.scheduler_name(recipe)}`)",
               f"- `{layout.EXPORT_FILE}`: the recipe, epoch, data and run the weights come from (what `fundiff sample "
               f"{name}` reads)", ""]
     return "\n".join(lines)
@@ -179,20 +180,29 @@ def _data_name(recipe: Recipe, info: dict) -> str:
 def _usage(name: str, recipe: Recipe) -> list[str]:
     flow, is_class = recipe.objective == "flow", recipe.model == "class"
     sched = layout.scheduler_name(recipe)
-    lines = ["## Use it with diffusers", "",
-             "fundiff's UNet is a diffusers `ModelMixin` (`fundiff.nets.hub.UNetModel`): with fundiff installed, "
-             "import `fundiff.nets.hub` and diffusers loads the folder (or its Hub id) with its own "
-             "`from_pretrained`. "
-             f"Sample with the `{sched}`'s loop; the net is called as fundiff trained it:",
-             "",
-             f"- `{'net(x, t, c)' if is_class else 'net(x, t)'}`: images in fundiff's data range [0, 1] (noise is "
+    if recipe.net == "diffusers":
+        intro = ("The net is a diffusers `UNet2DModel` (trained with `fundiff train --net diffusers`): diffusers "
+                 "loads the folder (or its Hub id) with its own `from_pretrained`. "
+                 f"Sample with the `{sched}`'s loop; the net is called as fundiff trained it:")
+        call = "net(x, t * 1000, class_labels=labels).sample" if is_class else "net(x, t * 1000).sample"
+    else:
+        intro = ("fundiff's UNet is a diffusers `ModelMixin` (`fundiff.nets.hub.UNetModel`): with fundiff installed, "
+                 "import `fundiff.nets.hub` and diffusers loads the folder (or its Hub id) with its own "
+                 "`from_pretrained`. "
+                 f"Sample with the `{sched}`'s loop; the net is called as fundiff trained it:")
+        call = "net(x, t, c)" if is_class else "net(x, t)"
+    lines = ["## Use it with diffusers", "", intro, "",
+             f"- `{call}`: images in fundiff's data range [0, 1] (noise is "
              "N(0, I) there), `t` the "
              + ("flow time in [0, 1] (0 = noise, 1 = data; the scheduler's sigma is `1 - t`), and the net predicts "
                 "the velocity towards the data: the scheduler wants its negative."
                 if flow else "normalised time `(k + 1) / T` for diffusers' 0-based timestep `k`, and the net "
                 "predicts the noise (epsilon)."),
              ]
-    if is_class:
+    if is_class and recipe.net == "diffusers":
+        lines.append(f"- `labels`: class indices 0-{recipe.num_classes - 1}; index {recipe.num_classes} "
+                     "(`num_class_embeds - 1`) is no class, for classifier-free guidance.")
+    elif is_class:
         lines.append("- `c`: one-hot class rows (zeros: no class, for classifier-free guidance).")
     if not flow:
         lines.append("- The scheduler takes fundiff's full DDPM step (linear betas, the beta variance: "
@@ -221,31 +231,36 @@ def _snippet(name: str, recipe: Recipe) -> list[str]:
     """Python that samples the exported folder with diffusers' scheduler loop (the card's; tested)."""
     flow, is_class = recipe.objective == "flow", recipe.model == "class"
     lo, hi = recipe.guidance_interval
+    ours = recipe.net == "diffusers"  # a UNet2DModel: float timestep t * 1000, class indices, K = no class
     lines = ["import torch",
              "from diffusers import DDPMPipeline",
              "",
-             "import fundiff.nets.hub  # noqa: F401 - the UNet class model_index.json names",
-             "",
+             *([] if ours else ["import fundiff.nets.hub  # noqa: F401 - the UNet class model_index.json names", ""]),
              f"pipe = DDPMPipeline.from_pretrained({name!r})  # this folder, or its Hub id",
              "net, scheduler = pipe.unet, pipe.scheduler",
              "T = scheduler.config.num_train_timesteps",
-             "n, size = 8, net.config.image_size",
+             f"n, size = 8, net.config.{'sample_size' if ours else 'image_size'}",
              "g = torch.Generator().manual_seed(0)",
              "x = torch.randn(n, net.config.in_channels, size, size, generator=g)"]
     if is_class:
-        lines += [f"label, guidance, (lo, hi) = 3, {recipe.guidance:g}, ({lo:g}, {hi:g})  # CFG as the recipe",
-                  "c = torch.nn.functional.one_hot(torch.full((n,), label), net.config.num_classes).float()"]
+        lines += [f"label, guidance, (lo, hi) = 3, {recipe.guidance:g}, ({lo:g}, {hi:g})  # CFG as the recipe"]
+        lines += ["c = torch.full((n,), label)", "null = torch.full((n,), net.config.num_class_embeds - 1)  # none"] \
+            if ours else ["c = torch.nn.functional.one_hot(torch.full((n,), label), net.config.num_classes).float()"]
+
+    def call(cond: str | None) -> str:
+        if ours:
+            return f"net(x, t * 1000, class_labels={cond}).sample" if cond else "net(x, t * 1000).sample"
+        return f"net(x, t, {cond})" if cond else "net(x, t)"
+
     lines += ["scheduler.set_timesteps(T)", "with torch.no_grad():", "    for k in scheduler.timesteps:"]
     if flow:
         lines += ["        level = float(k) / T  # the noise level sigma", "        t = torch.full((n,), 1 - level)"]
-        call = "net(x, t, c)" if is_class else "net(x, t)"
-        lines += [f"        out = {call}"]
     else:
         lines += ["        level = (int(k) + 1) / T  # the noise level t / T", "        t = torch.full((n,), level)"]
-        lines += ["        out = net(x, t, c)" if is_class else "        out = net(x, t)"]
+    lines += [f"        out = {call('c' if is_class else None)}"]
     if is_class:
         lines += ["        if guidance != 1 and lo <= level <= hi:",
-                  "            out_u = net(x, t, torch.zeros_like(c))",
+                  f"            out_u = {call('null' if ours else 'torch.zeros_like(c)')}",
                   "            out = out_u + guidance * (out - out_u)"]
     if flow:
         lines += ["        x = scheduler.step(-out, k, x).prev_sample"]

@@ -25,23 +25,25 @@ Opt = typer.Option
 def train(
     model: Annotated[str, typer.Argument(help="denoiser | time | class")],
     recipe: Annotated[str | None, Opt(help="default (improved) | spec (exactly the spec's)")] = None,
-    objective: Annotated[str | None, Opt(help="ddpm | flow  [default: ddpm]")] = None,
+    objective: Annotated[str | None, Opt(help="ddpm | flow (default: ddpm)")] = None,
     data: Annotated[str | None, Opt(help="mnist | fashion | cifar10 | cifar100 | svhn | stl10 | a folder of images "
-                                         "(one subfolder per class, or flat for a time model)  [default: mnist]")
+                                         "(one subfolder per class, or flat for a time model; default: mnist)")
                     ] = None,
     data_dir: Annotated[Path | None, Opt(help="directory of IDX files (gzipped or not)")] = None,
     download: Annotated[Path | None, Opt(help="download the full set with torchvision into this directory")] = None,
-    image_size: Annotated[int | None, Opt(help="image folders: resize and centre-crop to this size  [default: "
-                                               "the images' median size, rounded to one the net supports]")] = None,
-    channels: Annotated[int | None, Opt(help="image folders: 1 (grey) or 3 (colour)  [default: from the images]")
+    image_size: Annotated[int | None, Opt(help="image folders: resize and centre-crop to this size (default: the "
+                                               "images' median size, rounded to one the net supports)")] = None,
+    channels: Annotated[int | None, Opt(help="image folders: 1 (grey) or 3 (colour) (default: from the images)")
                         ] = None,
-    holdout_per_class: Annotated[int | None, Opt(help="images per class held out for evaluation  [default: 50]")
+    holdout_per_class: Annotated[int | None, Opt(help="images per class held out for evaluation (default: 50)")
                                  ] = None,
     epochs: Annotated[int | None, Opt()] = None,
     batch_size: Annotated[int | None, Opt()] = None,
     lr: Annotated[float | None, Opt()] = None,
     lr_schedule: Annotated[str | None, Opt(help="exponential | constant | cosine")] = None,
     width: Annotated[int | None, Opt(help="hidden width D")] = None,
+    net: Annotated[str | None, Opt(help="fundiff (the spec's UNet) | diffusers (a diffusers UNet2DModel, for larger "
+                                        "images; default: fundiff)")] = None,
     ema_decay: Annotated[float | None, Opt(help="EMA of the weights (0 = off)")] = None,
     augment: Annotated[float | None, Opt(help="probability that a training image is given a small random "
                                          "rotation, scale and shift (0 = off)")] = None,
@@ -62,7 +64,7 @@ def train(
     """Train the spec's UNet (single-step denoiser, time- or class-conditioned) on digits, clothes or your images."""
     from fundiff.train.session import run_train
 
-    overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, width=width,
+    overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, width=width, net=net,
                      ema_decay=ema_decay, augment=augment, loss_weighting=loss_weighting,
                      time_sampling=time_sampling, p_uncond=p_uncond, sigma=sigma, seed=seed,
                      precision=precision, data=data, pure_noise=pure_noise or None, image_size=image_size,

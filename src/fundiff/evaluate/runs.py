@@ -112,9 +112,9 @@ def run_evaluate(run_dir: Path, per_class: int = 40, epoch: int | None = None, p
     folder = recipe.data == FOLDER
     digits = load_data(recipe.data, data_dir, None, recipe.image_size if folder else None,
                        recipe.channels if folder else None)
-    if digits.source != info["data"]["source"]:
-        raise UserError(f"the run was trained on {info['data']['source']}, but {digits.source} is what loads now")
     train, held = split_holdout(digits, recipe.holdout_per_class)
+    if digits.source != info["data"]["source"] and not _same_folder(info["data"], len(train), len(held)):
+        raise UserError(f"the run was trained on {info['data']['source']}, but {digits.source} is what loads now")
     judge_net, judge_info, judge_path = judge_for(recipe.data, digits.source, judge, data_dir, recipe=recipe)
     t0 = time.perf_counter()
     x, labels = sample_grid(model, classes, per_class, seed, sampling, progress="evaluate")
@@ -147,6 +147,13 @@ def _report(result: dict, out: Path) -> dict:
     say(f"Frechet distance {result['frechet']:.3f}  real-vs-real {result['frechet_real_vs_real']:.3f}  "
         f"ratio {result['ratio']:.2f}  (n={n}; sampling {result['sampling_seconds']:.0f} s) -> {out}/eval.json")
     return {**result, "dir": str(out)}
+
+
+def _same_folder(recorded: dict, train_images: int, held_out_images: int) -> bool:
+    """The run's recorded data folder loaded again (its source named it relative to another directory): the same
+    image counts."""
+    return bool(recorded.get("data_dir")) and (recorded.get("train_images"), recorded.get("held_out_images")) == (
+        train_images, held_out_images)
 
 
 def _data_dir(info: dict) -> Path | None:

@@ -15,7 +15,14 @@ clamps x0_hat to its [0, 1] data range, diffusers only to a symmetric [-r, r]). 
 ``FlowMatchEulerDiscreteScheduler`` (shift 1): its sigma is fundiff's 1 - t, its timestep sigma * T and its model
 output the negated velocity, so set_timesteps(T) walks fundiff's Euler grid t = i / T exactly.
 
-Reading needs no diffusers: fundiff loads the tensors itself, checked against the recipe as a run's weights are.
+A ``--net diffusers`` run's net is a diffusers ``UNet2DModel`` already: ``model_index.json`` names
+``["diffusers", "UNet2DModel"]``, ``unet/`` is what its own ``save_pretrained`` writes (its config.json, its
+parameter names) and ``fundiff.json`` keeps the recipe, so ``--model OUT`` gives the run's model back. That net
+takes ``t * 1000`` (float) as its timestep, [0, 1] images and class index K for "no class"
+(:mod:`fundiff.nets.diffusers_net`).
+
+Reading needs no diffusers for fundiff's own UNet: fundiff loads the tensors itself, checked against the recipe as a
+run's weights are.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
 SCHEDULER_CONFIG = "scheduler_config.json"
 MODEL_INDEX = "model_index.json"
 UNET_LIBRARY, UNET_CLASS = "fundiff.nets.hub", "UNetModel"
+DIFFUSERS_UNET = ("diffusers", "UNet2DModel")
+"""What model_index.json names for a ``--net diffusers`` run's net."""
 """The module and class diffusers' ``model_index.json`` names for the unet (the caller imports the module before
 from_pretrained)."""
 PIPELINE = "DDPMPipeline"
@@ -81,18 +90,21 @@ def write_layout(out: Path, net: UNet, recipe: Recipe, record: dict) -> list[str
     """Write the diffusers folder for ``net`` (trained with ``recipe``) into ``out``, each file atomically, and
     ``fundiff.json`` = ``record`` + the recipe; returns the files written (relative to ``out``)."""
     version = need_diffusers()
-    from fundiff.nets.hub import UNetModel
-
     out = Path(out)
-    model = UNetModel.from_unet(net)
+    if recipe.net == "diffusers":  # the wrapped UNet2DModel, as its own save_pretrained writes it
+        model, unet_class = net.unet, list(DIFFUSERS_UNET)
+    else:
+        from fundiff.nets.hub import UNetModel
+
+        model, unet_class = UNetModel.from_unet(net), [UNET_LIBRARY, UNET_CLASS]
     scheduler = make_scheduler(recipe)
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     save_safetensors(out / UNET_DIR / UNET_WEIGHTS, tensors, {"format": "pt"})
     write_text(out / UNET_DIR / UNET_CONFIG, model.to_json_string())
     write_text(out / SCHEDULER_DIR / SCHEDULER_CONFIG, scheduler.to_json_string())
     write_json(out / MODEL_INDEX, {"_class_name": PIPELINE, "_diffusers_version": version,
                                    "scheduler": ["diffusers", scheduler_name(recipe)],
-                                   "unet": [UNET_LIBRARY, UNET_CLASS]})
+                                   "unet": unet_class})
     write_json(out / EXPORT_FILE, {"kind": EXPORT_KIND, **record, "recipe": recipe.to_dict(),
                                    "unet": net.config.to_dict(), "versions": versions()})
     return list(LAYOUT_FILES)
@@ -131,7 +143,10 @@ def read_export(path: Path) -> tuple[dict[str, torch.Tensor], Recipe, dict]:
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise UserError(f"{path / EXPORT_FILE}: its recipe is invalid ({e})") from None
     config = _read_json(path / UNET_DIR / UNET_CONFIG, "the unet's config")
-    expected = {"_class_name": UNET_CLASS, **unet_config(recipe).to_dict()}
+    if recipe.net == "diffusers":  # UNet2DModel's own config.json: the arguments fundiff built it with
+        expected = {"_class_name": DIFFUSERS_UNET[1], **unet_config(recipe).unet2d}
+    else:
+        expected = {"_class_name": UNET_CLASS, **unet_config(recipe).to_dict()}
     wrong = {k: config.get(k) for k, v in expected.items() if config.get(k, 28 if k == "image_size" else None) != v}
     if wrong:
         raise UserError(f"{path / UNET_DIR / UNET_CONFIG} says {wrong}, but the recipe in {EXPORT_FILE} builds "
@@ -143,6 +158,8 @@ def read_export(path: Path) -> tuple[dict[str, torch.Tensor], Recipe, dict]:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{weights} is not a readable safetensors file ({e}); export the run again") from None
+    if recipe.net == "diffusers":  # the UNet2DModel's names, inside fundiff's wrapper
+        state = {f"unet.{k}": v for k, v in state.items()}
     return state, recipe, info
 
 

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, safe_open
 
 from fundiff.errors import UserError
 from fundiff.io.files import save_safetensors
+from fundiff.nets.diffusers_net import DiffusersUNet, DiffusersUNetConfig
 from fundiff.nets.unet import UNet, UNetConfig
 from fundiff.train.recipes import Recipe
 
@@ -26,11 +27,19 @@ WEIGHTS_KIND = "fundiff-unet-weights"
 
 
 def unet_config(recipe: Recipe) -> UNetConfig:
-    """The spec's net for a recipe: none (denoiser), time or class conditioning; flow time-only nets multiply."""
+    """The net for a recipe: none (denoiser), time or class conditioning; flow time-only nets multiply. A
+    ``--net diffusers`` recipe gets a :class:`DiffusersUNetConfig` (the same fields; its ``to_dict()``, what the
+    records' "unet" entry holds, adds ``"net": "diffusers"`` and the UNet2DModel's arguments)."""
     cond = {"denoiser": "none", "time": "time", "class": "class"}[recipe.model]
     mul = recipe.objective == "flow" and recipe.model == "time"
-    return UNetConfig(width=recipe.width, conditioning=cond, time_injection="mul" if mul else "add",
-                      num_classes=recipe.num_classes, in_channels=recipe.channels, image_size=recipe.image_size)
+    kind = DiffusersUNetConfig if recipe.net == "diffusers" else UNetConfig
+    return kind(width=recipe.width, conditioning=cond, time_injection="mul" if mul else "add",
+                num_classes=recipe.num_classes, in_channels=recipe.channels, image_size=recipe.image_size)
+
+
+def make_net(config: UNetConfig) -> UNet | DiffusersUNet:
+    """The net a config builds: fundiff's UNet, or the diffusers UNet2DModel wrapper for a DiffusersUNetConfig."""
+    return DiffusersUNet(config) if isinstance(config, DiffusersUNetConfig) else UNet(config)
 
 
 def _plain(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
@@ -95,7 +104,8 @@ def _described(path: Path, meta: dict[str, str]) -> tuple[Recipe, int]:
         except ValueError as e:
             raise UserError(f"{bad}: its unet entry is not JSON ({e})") from None
         expected = unet_config(recipe).to_dict()
-        if not isinstance(unet, dict) or any(k in unet and unet[k] != v for k, v in expected.items()):
+        if not isinstance(unet, dict) or unet.get("net", "fundiff") != expected.get("net", "fundiff") or any(
+                k in unet and unet[k] != v for k, v in expected.items()):
             raise UserError(f"{bad}: its unet entry {unet!r} contradicts its recipe (which builds {expected})")
     return recipe, epoch
 
@@ -128,11 +138,12 @@ def check_shapes(recipe: Recipe, state: dict[str, torch.Tensor], source: object 
     """UserError unless ``state`` holds exactly the tensors, of exactly the shapes, of the recipe's net (checked on
     torch's "meta" device: nothing is allocated, whatever width the metadata claims)."""
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in UNet(unet_config(recipe)).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in make_net(unet_config(recipe)).state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if got == expected:
         return
-    what = f"the width-{recipe.width} {recipe.model} net its metadata names"
+    what = f"the width-{recipe.width} {recipe.model} net{' (diffusers)' if recipe.net == 'diffusers' else ''} its " \
+           "metadata names"
     missing, extra = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
     if missing or extra:
         detail = (f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else "") + \
@@ -144,11 +155,12 @@ def check_shapes(recipe: Recipe, state: dict[str, torch.Tensor], source: object 
     raise UserError(f"{source}: its tensors do not fit {what}: {detail}")
 
 
-def build_net(recipe: Recipe, state: dict[str, torch.Tensor] | None = None) -> UNet:
-    """The recipe's net, with ``state`` loaded when given (tensors that do not fit it are a UserError)."""
+def build_net(recipe: Recipe, state: dict[str, torch.Tensor] | None = None) -> UNet | DiffusersUNet:
+    """The recipe's net (fundiff's UNet, or for ``--net diffusers`` a diffusers UNet2DModel behind the same
+    ``forward(x, t, c)``), with ``state`` loaded when given (tensors that do not fit it are a UserError)."""
     if state is not None:
         check_shapes(recipe, state)
-    net = UNet(unet_config(recipe))
+    net = make_net(unet_config(recipe))
     if state is not None:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return net

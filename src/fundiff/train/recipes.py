@@ -21,10 +21,16 @@ TIME_SAMPLINGS = ("uniform", "logit-normal")
 SAMPLERS = ("full", "dpmpp-2m")
 """The card's sampler: "full", every one of T steps (the spec's DDPM loop with the beta variance, or Euler for flow),
 or DPM-Solver++(2M) on ``solver_steps`` steps."""
+NETS = ("fundiff", "diffusers")
+"""The net a recipe trains: "fundiff", the spec's UNet, or "diffusers", a diffusers UNet2DModel for larger images
+(:mod:`fundiff.nets.diffusers_net`)."""
 MAX_EPOCHS, MAX_BATCH, MAX_WIDTH = 10_000, 8_192, 512
 """Bounds that keep a run finite and in memory (the spec: 20 epochs, batch 128, width 64)."""
 DIGIT_SHAPE = {"image_size": 28, "channels": 1, "num_classes": 10, "class_names": []}
 """The data shape of MNIST and Fashion-MNIST, which records leave out."""
+LEFT_OUT = {**DIGIT_SHAPE, "net": "fundiff"}
+"""The fields records leave out at these values (the digits' shape, the spec's net), so older records read the
+same."""
 RANGES = {"epochs": f"1 to {MAX_EPOCHS:,}", "batch_size": f"2 to {MAX_BATCH:,}", "lr": "above 0, at most 1",
           "width": f"1 to {MAX_WIDTH}", "sigma": "0 to 100", "p_uncond": "0 to below 1", "ema_decay": "0 to below 1",
           "augment": "0 to 1", "solver_steps": "2 to T", "guidance_interval": "0 <= low < high <= 1",
@@ -69,6 +75,7 @@ class Recipe:
     channels: int = 1
     num_classes: int = 10
     class_names: tuple[str, ...] = ()
+    net: str = "fundiff"
 
     def __post_init__(self) -> None:
         self._check_choice("model", MODELS)
@@ -79,6 +86,7 @@ class Recipe:
         self._check_choice("loss_weighting", LOSS_WEIGHTINGS)
         self._check_choice("time_sampling", TIME_SAMPLINGS)
         self._check_choice("sampler", SAMPLERS)
+        self._check_choice("net", NETS)
         checks = {
             "epochs": 1 <= self.epochs <= MAX_EPOCHS, "batch_size": 2 <= self.batch_size <= MAX_BATCH,
             "lr": 0 < self.lr <= 1, "width": 1 <= self.width <= MAX_WIDTH, "T": 2 <= self.T <= 100_000,
@@ -120,12 +128,13 @@ class Recipe:
 
     def to_dict(self) -> dict:
         """Every field; the data's shape (image size, channels, classes) only where it is not the digits' 28 px grey
-        0-9, so the records and weights of runs on the digit sets read as before."""
+        0-9, and the net only when it is not fundiff's, so the records and weights of runs on the digit sets read as
+        before."""
         d = asdict(self)
         d["sample_epochs"] = list(self.sample_epochs)
         d["guidance_interval"] = list(self.guidance_interval)
         d["class_names"] = list(self.class_names)
-        for k, v in DIGIT_SHAPE.items():
+        for k, v in LEFT_OUT.items():
             if d[k] == v:
                 del d[k]
         return d
