@@ -220,19 +220,20 @@ def read_folder(root: Path, size: int | None = None, channels: int | None = None
     if channels not in (1, 3):
         raise UserError(f"--channels {channels}: choose 1 (grey) or 3 (colour)")
     keep = len(scan.files) * channels * size * size <= cache_budget()
-    decoded, good, skipped = [], [], list(scan.skipped)
+    decoded = torch.empty((len(scan.files) if keep else 0, channels, size, size), dtype=torch.uint8)
+    good, skipped = [], list(scan.skipped)
     for i, f in enumerate(tqdm(scan.files, desc="read images", unit="img", disable=not progress, leave=False)):
         try:
             a = decode(f, size, channels)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             skipped.append((f, str(e).splitlines()[0][:120] or e.__class__.__name__))
             continue
-        good.append(i)
         if keep:
-            decoded.append(torch.from_numpy(a))
+            decoded[len(good)] = torch.from_numpy(a)  # filled in place: no second copy of the folder
+        good.append(i)
     if not good:
         raise UserError(f"none of the {len(scan.files)} image files in {root} can be decoded")
     files = [scan.files[i] for i in good]
-    images = CachedImages(torch.stack(decoded)) if keep else FolderImages(files, size, channels)
+    images = CachedImages(decoded[:len(good)]) if keep else FolderImages(files, size, channels)
     labels = torch.tensor([scan.labels[i] for i in good], dtype=torch.int64)
     return FolderData(images, labels, scan.class_names, tuple(skipped))
