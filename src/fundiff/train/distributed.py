@@ -10,6 +10,7 @@ rounding. Rank 0 alone writes the run folder.
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from dataclasses import dataclass
@@ -136,5 +137,8 @@ def data_parallel(net: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
+    # no buffer broadcast before each forward: every rank's BatchNorm statistics are the whole batch's already
+    newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    no_sync = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}  # the name changed
+    return DistributedDataParallel(net, device_ids=ids, **no_sync)
 
