@@ -14,7 +14,7 @@ from fundiff.errors import UserError, os_error_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fun With Diffusion Models: train, sample, edit and evaluate diffusion models.")
-judge_app = typer.Typer(no_args_is_help=True, help="The digit judge (a small classifier) used by evaluate.")
+judge_app = typer.Typer(no_args_is_help=True, help="The judge of a data set (a small classifier) that evaluate uses.")
 app.add_typer(judge_app, name="judge")
 register(app)
 
@@ -106,7 +106,8 @@ def evaluate(
     force: Annotated[bool, Opt("--force", help="evaluate again when RUN/eval-<settings> is already there")] = False,
     device: Device = "auto",
 ) -> None:
-    """Judge accuracy (per class, overall) and Frechet distance vs held-out digits, with the real-vs-real baseline."""
+    """Judge accuracy per class (class models) or the classes read (time models), and Frechet distance vs held-out
+    images with the real-vs-real baseline."""
     from fundiff.evaluate.runs import run_evaluate
 
     run_evaluate(run_dir, per_class, epoch, precision, judge, s.sampling(), s.seed, device, force)
