@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fundiff.errors import UserError
+from fundiff.progress import say
 from fundiff.train.folder import CachedImages, FolderImages, read_folder
 
 DATASETS = ("mnist", "fashion")
@@ -177,8 +178,6 @@ def load_folder(root: Path, image_size: int | None = None, channels: int | None 
     the data); files that cannot be decoded are listed once and skipped."""
     found = read_folder(Path(root), image_size, channels, progress)
     if found.skipped:
-        from fundiff.progress import say
-
         shown = "; ".join(f"{p.relative_to(root)} ({why})" for p, why in found.skipped[:10])
         more = f"; and {len(found.skipped) - 10} more" if len(found.skipped) > 10 else ""
         say(f"skipped {len(found.skipped)} file(s) that cannot be read as images: {shown}{more}")

@@ -37,13 +37,16 @@ COLOUR_SAMPLE = 256
 
 @dataclass(frozen=True)
 class FolderScan:
-    """The image files of a folder, their labels and class names (empty for a flat folder)."""
+    """The image files of a folder, their labels, shorter sides and modes (read from their headers), and class
+    names (empty for a flat folder)."""
 
     root: Path
     files: tuple[Path, ...]
     labels: tuple[int, ...]
     class_names: tuple[str, ...]
     skipped: tuple[tuple[Path, str], ...]
+    sides: tuple[int, ...]
+    modes: tuple[str, ...]
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -72,40 +75,32 @@ def scan_folder(root: Path) -> FolderScan:
         raise UserError(f"{root} holds no images ({'/'.join(IMAGE_SUFFIXES)}), directly or in class subfolders")
     readable, skipped = [], []
     for f, label in files:
-        reason = _header_problem(f)
-        (skipped.append((f, reason)) if reason else readable.append((f, label)))
+        header = _header(f)
+        (skipped.append((f, header)) if isinstance(header, str) else readable.append((f, label, *header)))
     if not readable:
         raise UserError(f"none of the {len(files)} image files in {root} can be read (e.g. {skipped[0][0].name}: "
                         f"{skipped[0][1]})")
-    return FolderScan(root, tuple(f for f, _ in readable), tuple(y for _, y in readable), names, tuple(skipped))
+    f, y, sides, modes = zip(*readable, strict=True)
+    return FolderScan(root, f, y, names, tuple(skipped), sides, modes)
 
 
-def _header_problem(path: Path) -> str:
-    """Why Pillow cannot open ``path`` ('' when it can)."""
+def _header(path: Path) -> tuple[int, str] | str:
+    """The image's shorter side and mode from its header, or why Pillow cannot open it."""
     try:
         with Image.open(path) as im:
-            im.size  # noqa: B018 - the header is read on open
+            return min(im.size), im.mode
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         return str(e).splitlines()[0][:120] or e.__class__.__name__
-    return ""
 
 
 def infer_size(scan: FolderScan) -> int:
     """The median of the images' shorter sides, rounded to a size the UNet builds for."""
-    sides = []
-    for f in _spread(scan.files, 1024):
-        with Image.open(f) as im:
-            sides.append(min(im.size))
-    return supported_size(statistics.median(sides))
+    return supported_size(statistics.median(scan.sides))
 
 
 def infer_channels(scan: FolderScan) -> int:
     """3 when any image has colour (some pixel whose R, G and B differ), else 1."""
-    colour = []
-    for f in scan.files:
-        with Image.open(f) as im:
-            if im.mode not in GREY_MODES:
-                colour.append(f)
+    colour = [f for f, mode in zip(scan.files, scan.modes, strict=True) if mode not in GREY_MODES]
     for f in _spread(colour, COLOUR_SAMPLE):
         a = np.asarray(_rgb(f))
         if (a[..., 0] != a[..., 1]).any() or (a[..., 1] != a[..., 2]).any():
