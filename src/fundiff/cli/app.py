@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from fundiff.cli.options import SEED_HELP, Device, OutputOptions, SamplingOptions, command, int_list, interval
+from fundiff.cli.options import (
+    SEED_HELP,
+    Device,
+    ModelOptions,
+    OutputOptions,
+    SamplingOptions,
+    command,
+    int_list,
+    interval,
+)
 from fundiff.cli.parta import expand_multi_values, register
 from fundiff.errors import UserError, os_error_line
 
@@ -270,6 +279,19 @@ def parta(
     base = PartABase(ModelSpec(model, device, cache, dtype, offload), seed, StageTwo(upsample, stage_2, steps_2),
                      stride)
     run_parta(image, own or [], web, drawing or [], out, base, steps_1 or [20, 50], n)
+
+
+@command(app)
+def play(
+    m: ModelOptions,
+    host: Annotated[str, Opt(help="address to listen on: 127.0.0.1 (this machine only) or 0.0.0.0 (your network)")]
+    = "127.0.0.1",
+    port: Annotated[int, Opt(help="port to listen on (0: any free one)")] = 7860,
+) -> None:
+    """A playground in the browser: Part A on a model, one tab per idea (needs pip install "fundiff[play]")."""
+    from fundiff.play.serve import serve
+
+    serve(m.model, host, port, m.device, prompt_cache=m.prompt_cache, dtype=m.dtype, offload=m.offload)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torch import Tensor
 
-from fundiff.core.contract import Denoiser, Output
+from fundiff.core.contract import Denoiser, Joint, Output, as_joint
 from fundiff.core.views import mean_variance
 from fundiff.errors import UserError
 
@@ -121,19 +121,21 @@ def frequency_bands(kernel: int, sigmas: Sequence[float], scale: int = 1) -> lis
     return [lows[0]] + [_difference(wide, narrow) for narrow, wide in zip(lows[:-1], lows[1:])]
 
 
-def hybrid_denoiser(eps_fns: Sequence[Denoiser], bands: Sequence[Band]) -> Denoiser:
+def hybrid_denoiser(eps_fns: Sequence[Denoiser] | Joint, bands: Sequence[Band]) -> Denoiser:
     """eps = sum_i band_i(eps_i(x_t, k)); the variance is averaged, not filtered (spec 1.9).
 
     With bands frequency_bands(33, [2.0]) this is spec 1.9: eps = lowpass(eps_1) + highpass(eps_2).
+    ``eps_fns`` is one denoiser per band, or a :data:`~fundiff.core.contract.Joint` computing them together.
     """
-    if len(eps_fns) != len(bands) or len(bands) < 2:
+    given = len(eps_fns) if not callable(eps_fns) else len(bands)
+    if given != len(bands) or len(bands) < 2:
         raise UserError(f"a hybrid needs one denoiser per band and at least 2 bands; "
-                        f"got {len(eps_fns)} denoisers and {len(bands)} bands")
-    pairs = list(zip(eps_fns, bands))
+                        f"got {given} denoisers and {len(bands)} bands")
+    joint, bands = as_joint(eps_fns), list(bands)
 
     def hybrid(x_t: Tensor, k: Tensor) -> Output:
-        preds = [eps_fn(x_t, k) for eps_fn, _ in pairs]
-        eps = torch.stack([band(p.value) for p, (_, band) in zip(preds, pairs)]).sum(0)
+        preds = joint([x_t] * len(bands), k)
+        eps = torch.stack([band(p.value) for p, band in zip(preds, bands)]).sum(0)
         return preds[0].with_value(eps, mean_variance(preds))
 
     return hybrid

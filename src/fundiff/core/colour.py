@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from fundiff.core.contract import Denoiser, Output
+from fundiff.core.contract import Denoiser, Joint, Output, as_joint
 from fundiff.core.views import mean_variance
 from fundiff.errors import UserError
 
@@ -42,18 +42,19 @@ def colour_component(x: Tensor) -> Tensor:
     return x - greyscale_component(x)
 
 
-def colour_hybrid_denoiser(eps_fns: Sequence[Denoiser]) -> Denoiser:
+def colour_hybrid_denoiser(eps_fns: Sequence[Denoiser] | Joint) -> Denoiser:
     """eps = g(eps_1(x_t, k)) + c(eps_2(x_t, k)); the variance is averaged, not decomposed (as in a hybrid, 1.9).
 
-    ``eps_fns`` are the (guided) denoisers of the greyscale prompt and the colour prompt, in that order. On one
-    channel c is 0 and the colour prompt has no effect: use RGB models.
+    ``eps_fns`` are the (guided) denoisers of the greyscale prompt and the colour prompt, in that order (or a
+    :data:`~fundiff.core.contract.Joint` of the two). On one channel c is 0 and the colour prompt has no effect: use
+    RGB models.
     """
-    if len(eps_fns) != 2:
+    if not callable(eps_fns) and len(eps_fns) != 2:
         raise UserError(f"a colour hybrid takes 2 denoisers (greyscale, colour), got {len(eps_fns)}")
-    grey_fn, colour_fn = eps_fns
+    joint = as_joint(eps_fns)
 
     def colour_hybrid(x_t: Tensor, k: Tensor) -> Output:
-        grey, colour = grey_fn(x_t, k), colour_fn(x_t, k)
+        grey, colour = joint([x_t, x_t], k)
         eps = greyscale_component(grey.value) + colour_component(colour.value)
         return grey.with_value(eps, mean_variance([grey, colour]))
 

@@ -7,6 +7,7 @@ Wrappers (guidance, views, frequency bands) combine predictions linearly, whatev
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,3 +65,30 @@ class VelocityFn(Protocol):
 
 
 Denoiser = EpsFn | VelocityFn
+
+
+Joint = Callable[[Sequence[torch.Tensor], torch.Tensor], list[Output]]
+"""Several denoisers at one level, denoiser i on input i: ``joint([x_1, ..., x_m], level) -> [out_1, ..., out_m]``
+(an illusion's estimates; a model may compute them in fewer, larger net calls)."""
+
+
+def one_by_one(fns: Sequence[Denoiser]) -> Joint:
+    """The joint of ``fns`` called one after the other, each on its own input."""
+
+    def joint(xs: Sequence[torch.Tensor], level: torch.Tensor) -> list[Output]:
+        return [fn(x, level if len(level) == len(x) else level[:1].expand(len(x)))
+                for fn, x in zip(fns, xs, strict=True)]
+
+    return joint
+
+
+def as_joint(estimates: Sequence[Denoiser] | Joint) -> Joint:
+    """A joint as it is; a sequence of denoisers as :func:`one_by_one`."""
+    return estimates if callable(estimates) else one_by_one(estimates)
+
+
+def split_output(out: Output, sizes: Sequence[int]) -> list[Output]:
+    """One batched estimate cut back into the estimates of consecutive inputs of ``sizes`` images."""
+    values = out.value.split(list(sizes))
+    variances = out.variance.split(list(sizes)) if out.variance is not None else [None] * len(sizes)
+    return [out.with_value(v, var) for v, var in zip(values, variances, strict=True)]

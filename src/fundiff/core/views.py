@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from fundiff.core.contract import Denoiser, Output
+from fundiff.core.contract import Denoiser, Joint, Output, as_joint
 from fundiff.errors import UserError
 
 
@@ -215,19 +215,21 @@ def mean_variance(preds: Sequence[Output]) -> Tensor | None:
     return torch.stack(variances).mean(0) if variances else None
 
 
-def anagram_denoiser(eps_fns: Sequence[Denoiser], views: Sequence[View]) -> Denoiser:
+def anagram_denoiser(eps_fns: Sequence[Denoiser] | Joint, views: Sequence[View]) -> Denoiser:
     """eps = (1/n) sum_i v_i^-1(eps_i(v_i(x_t), k)); the variance is averaged, not transformed (spec 1.8).
 
     With views (identity, flip) this is spec 1.8: eps = (UNet(x_t, t, p1) + flip(UNet(flip(x_t), t, p2))) / 2.
+    ``eps_fns`` is one denoiser per view, or a :data:`~fundiff.core.contract.Joint` computing them together.
     """
-    if len(eps_fns) != len(views) or len(views) < 2:
+    given = len(eps_fns) if not callable(eps_fns) else len(views)
+    if given != len(views) or len(views) < 2:
         raise UserError(f"an anagram needs one denoiser per view and at least 2 views; "
-                        f"got {len(eps_fns)} denoisers and {len(views)} views")
-    pairs = list(zip(eps_fns, views))
+                        f"got {given} denoisers and {len(views)} views")
+    joint, views = as_joint(eps_fns), list(views)
 
     def anagram(x_t: Tensor, k: Tensor) -> Output:
-        preds = [eps_fn(v.view(x_t), k) for eps_fn, v in pairs]
-        eps = torch.stack([v.inverse_view(p.value) for p, (_, v) in zip(preds, pairs)]).mean(0)
+        preds = joint([v.view(x_t) for v in views], k)
+        eps = torch.stack([v.inverse_view(p.value) for p, v in zip(preds, views)]).mean(0)
         return preds[0].with_value(eps, mean_variance(preds))
 
     return anagram

@@ -1,0 +1,29 @@
+"""One thread for all of the playground's torch work (loading the model and every operation).
+
+A web server answers each request on whichever of its threads is free. If torch ran there, every such thread that
+ever computed would keep its own OpenMP team, and the idle teams' spinning threads slow the busy one down: on this
+2-core machine an edit of the digit model took 1.0 s on the main thread, then 2.1 s on a second thread, and 2.1 s on
+the main thread again once the second had run (``python bench/play.py --threads``). So the page's handlers hand
+their work to this single thread and wait for it; Gradio's queue already serves one operation at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class TorchWorker:
+    """``worker.run(fn, *args)``: ``fn(*args)`` on the one torch thread, its result (or exception) here."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fundiff-torch")
+
+    def run(self, fn: Callable[..., T], *args: object) -> T:
+        return self._pool.submit(fn, *args).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
