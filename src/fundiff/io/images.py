@@ -53,7 +53,7 @@ def load_image(path: Path, size: int, channels: int, light_on_dark: bool = False
         raise UserError(f"images have 1 or 3 channels, not {channels}")
     if invert not in INVERT_CHOICES:
         raise UserError(f"invert must be one of {', '.join(INVERT_CHOICES)}, not {invert!r}")
-    img = _to_mode(_over_white(_open(path)), channels)
+    img = _to_mode(_over_white(read_upright(path)), channels)
     x = _to_tensor(_square(img, size, Image.Resampling.LANCZOS), channels)
     if light_on_dark and (invert == "yes" or (invert == "auto" and _background(x) > 0.5)):
         x = 1 - x
@@ -66,7 +66,7 @@ def load_mask(path: Path, size: int, image_size: tuple[int, int] | None = None) 
     Black (0) keeps the image, white (255, or 1 in a 0/1 file) is repainted. ``image_size`` is the
     (width, height) of the image the mask belongs to (:func:`image_size_of`); the mask must match it.
     """
-    img = _open(path)
+    img = read_upright(path)
     if image_size is not None and tuple(img.size) != tuple(image_size):
         raise UserError(f"mask {path} is {img.size[0]}x{img.size[1]} but its image is "
                         f"{image_size[0]}x{image_size[1]} (width x height): draw the mask on the image itself")
@@ -87,7 +87,7 @@ def load_mask(path: Path, size: int, image_size: tuple[int, int] | None = None) 
 
 def image_size_of(path: Path) -> tuple[int, int]:
     """(width, height) of an image file as shown upright (after its EXIF orientation)."""
-    return _open(path).size
+    return read_upright(path).size
 
 
 def box_mask(box: Sequence[int], size: int) -> torch.Tensor:
@@ -130,7 +130,7 @@ def _png_writer(img: Image.Image) -> Callable[[Path], None]:
     return lambda p: img.save(p, format="PNG")
 
 
-def _open(path: Path) -> Image.Image:
+def read_upright(path: Path) -> Image.Image:
     """Steps 1-2: the decoded image, upright; any failure is one line. PIL's warnings (corrupt EXIF data, a
     very large image) are not printed: the file either decodes or is refused in that one line."""
     try:

@@ -52,6 +52,17 @@ TAB_NOTES = {
 }
 
 
+def image_file(value: Path | None, label: str) -> gr.File:
+    """An endpoint's image (or mask) input: a file handed on as it is, so :mod:`fundiff.io.images` reads it as the
+    command line does, and says in one line when it is not an image (Gradio's Image input would decode it first and
+    fail with a bare "Error"). The page fills it from its picture, sketch pad or editor."""
+    return gr.File(None if value is None else str(value), type="filepath", visible=False, label=label)
+
+
+def upload_button(text: str) -> gr.UploadButton:
+    return gr.UploadButton(text, file_types=["image"], type="filepath", size="sm")
+
+
 def pil(x: torch.Tensor) -> Any:
     """(C, H, W) in [0, 1] -> a PIL image at the model's size (the page enlarges it without smoothing)."""
     from PIL import Image
@@ -205,7 +216,8 @@ class App:
 
         def shape(a: Answer) -> tuple:
             shown = [gallery(p) for p in a.outputs.values()]
-            return shown[0], shown[1], shown[2] if three else [], _took(a), a.command
+            third_shown = gr.update(value=shown[2], visible=True) if three else gr.update(value=[], visible=False)
+            return shown[0], shown[1], third_shown, _took(a), a.command
 
         return self._run(request, progress, lambda cb: self.pg.anagram(
             conditions, views, _count(n), self.knob_values(guidance, steps, seed), cb), shape)
@@ -273,8 +285,10 @@ class App:
             gr.Markdown(TAB_NOTES["denoise"])
             with gr.Row():
                 with gr.Column():
-                    image = gr.Image(str(self.pg.example()), type="filepath", label="image (pick or upload)",
-                                     sources=["upload", "clipboard"], height=200)
+                    shown = gr.Image(str(self.pg.example()), label="image", interactive=False, height=200,
+                                     format="png")
+                    upload = upload_button("upload another image")
+                    image = image_file(self.pg.example(), "image")
                     t = gr.Slider(0, self.pg.T - 1, value=self.pg.T // 2, step=1, label="timestep t")
                     cond = self.condition("class (optional)" if self.pg.conditions else "prompt", allow_none=True)
                     knobs = self.knobs()
@@ -283,6 +297,7 @@ class App:
                     result = _gallery(label="original, noisy, blur, one step, iterative", columns=5)
                     strip = _gallery(label="iterative denoising, every 5th step", columns=6)
                     took, command = self.footer()
+            upload.upload(self.shown(self.inputs.uploaded), upload, [image, shown], api_visibility="private")
             self._wire(run, stop, self.denoise, [image, t, cond, *knobs], [result, strip, took, command], "denoise")
 
     def _edit_tab(self) -> None:
@@ -290,19 +305,21 @@ class App:
             gr.Markdown(TAB_NOTES["edit"])
             with gr.Row():
                 with gr.Column():
-                    pad = gr.Sketchpad(label="draw here (or upload)", type="numpy", image_mode="RGBA",
-                                       sources=["upload"], canvas_size=(280, 280), height=340,
-                                       brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
-                                       elem_id="fundiff-sketch")
+                    pad = gr.Sketchpad(label="draw here (pick the brush first)", type="numpy", image_mode="RGBA",
+                                       canvas_size=(280, 280), height=340, layers=False, transforms=(),
+                                       elem_id="fundiff-sketch",
+                                       brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"))
+                    upload = upload_button("or upload a photo or drawing to draw on")
                     cond = self.condition("class" if self.pg.conditions else "prompt")
                     knobs = self.knobs()
                     run, stop = self._buttons()
-                    image = gr.Image(str(self.pg.example()), type="filepath", visible=False, label="image")
+                    image = image_file(self.pg.example(), "image")
                 with gr.Column():
                     strip = _gallery(label="your image as the model reads it, then the edits (more noise to the "
-                                             "right)", columns=4)
+                                           "right)", columns=4, elem_id="fundiff-edits")
                     took, command = self.footer()
                     drawing = gr.File(label="drawing.png (the command's input)", interactive=False)
+            upload.upload(self.shown(self.inputs.editor_background), upload, pad, api_visibility="private")
             self._wire(run, stop, self.edit, [image, cond, *knobs], [strip, took, command, drawing], "edit",
                        (self.shown(self.inputs.drawing), [pad], [image]))
 
@@ -312,19 +329,21 @@ class App:
             with gr.Row():
                 with gr.Column():
                     editor = gr.ImageEditor(self.inputs.editor_start(), type="numpy", image_mode="RGBA",
-                                            sources=["upload"], label="paint the part to replace", height=340,
+                                            sources=(), label="paint the part to replace (the brush)", height=340,
                                             brush=gr.Brush(default_size=24, colors=["#ff3b30"], color_mode="fixed"),
-                                            layers=False, elem_id="fundiff-mask")
+                                            layers=False, transforms=(), elem_id="fundiff-mask")
+                    upload = upload_button("upload another image")
                     cond = self.condition("class" if self.pg.conditions else "prompt")
                     knobs = self.knobs()
                     run, stop = self._buttons()
-                    image = gr.Image(str(self.pg.example()), type="filepath", visible=False, label="image")
-                    mask = gr.Image(str(self.inputs.default_mask()), type="filepath", visible=False, label="mask")
+                    image = image_file(self.pg.example(), "image")
+                    mask = image_file(self.inputs.default_mask(), "mask")
                 with gr.Column():
                     result = _gallery(label="original, mask, inpainted", columns=3)
                     took, command = self.footer()
                     files = gr.File(label="image.png and mask.png (the command's inputs)", file_count="multiple",
                                     interactive=False)
+            upload.upload(self.shown(self.inputs.editor_background), upload, editor, api_visibility="private")
             self._wire(run, stop, self.inpaint, [image, mask, cond, *knobs], [result, took, command, files],
                        "inpaint", (self.shown(self.inputs.painted), [editor], [image, mask]))
 
@@ -345,7 +364,7 @@ class App:
                 with gr.Column():
                     upright = _gallery(label="upright", columns=4, elem_id="fundiff-upright")
                     turned = _gallery(label="under the view", columns=4, elem_id="fundiff-turned")
-                    turned_3 = _gallery(label="under the second view", columns=4)
+                    turned_3 = _gallery(label="under the second view", columns=4, visible=False)
                     took, command = self.footer()
             self._wire(run, stop, self.anagram, [first, second, view, third, view_3, n, *knobs],
                        [upright, turned, turned_3, took, command], "anagram")
@@ -370,7 +389,7 @@ class App:
 
 def _gallery(label: str, columns: int, **options: Any) -> gr.Gallery:
     """An output gallery of PNGs (exact pixels, not WebP's lossy ones), as tall as its pictures."""
-    return gr.Gallery(label=label, columns=columns, height="auto", format="png", **options)
+    return gr.Gallery(label=label, columns=columns, height="auto", format="png", object_fit="contain", **options)
 
 
 def _describe(pg: Playground) -> str:

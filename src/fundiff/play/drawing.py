@@ -22,6 +22,8 @@ from fundiff.play.ops import Playground
 
 EDITOR_SCALE = 8
 """The inpainting editor shows a model-size example this many times larger, so a brush can paint single pixels."""
+EDITOR_MIN = 224
+"""An uploaded image smaller than this (px, its shorter side) is enlarged in the editors."""
 COVERED = 0.25
 """A model pixel is in the mask when the brush covered at least this share of it."""
 INK = 8
@@ -85,6 +87,27 @@ class Inputs:
             raise UserError("the sketch pad is empty: draw something (a digit for the digit model) or upload an "
                             "image, then press Run")
         return str(_save(Image.fromarray(flat), self.folder() / "drawing.png"))
+
+    @staticmethod
+    def uploaded(path: str | None) -> tuple[str, str]:
+        """An uploaded file, checked to be an image (one line if not), for the endpoint and for the page."""
+        from fundiff.io.images import read_upright
+
+        read_upright(Inputs.image(path))
+        return str(path), str(path)
+
+    @staticmethod
+    def editor_background(path: str | None) -> dict:
+        """An uploaded image as an editor's background, to draw or paint on (enlarged to at least
+        :data:`EDITOR_MIN` px by whole pixels, so a model-size image can be painted pixel by pixel); one line if the
+        file is not an image."""
+        from fundiff.io.images import read_upright
+
+        img = read_upright(Inputs.image(path)).convert("RGBA")
+        scale = max(1, EDITOR_MIN // min(img.size))
+        if scale > 1:
+            img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+        return {"background": np.asarray(img), "layers": [], "composite": None}
 
     def painted(self, value: dict | None) -> tuple[str, str]:
         """The inpainting editor's image and brush strokes as ``image.png`` and ``mask.png`` (white = paint new

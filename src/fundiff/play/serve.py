@@ -33,6 +33,7 @@ def check_port(host: str, port: int) -> None:
         raise UserError(f"--port must be from 0 to 65535, got {port}")
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: a closed one's port is free
             s.bind((host, port))
     except socket.gaierror:
         raise UserError(f"--host {host!r} is not an address of this machine; use 127.0.0.1 (this machine only) or "
