@@ -119,7 +119,8 @@ def _drawn_seven(folder: Path) -> Path:
     (lambda c, tmp: c.predict(handle_file(_not_an_image(tmp)), api_name="/denoise"), "cannot read image"),
     (lambda c, tmp: c.predict(handle_file(_blank(tmp, "image.png", 255)), handle_file(_blank(tmp, "mask.png", 0)),
                               api_name="/inpaint"), "has no white (1) pixels"),
-    (lambda c, tmp: c.predict("3", "3", "flip", "(none)", "rotate_180", 0, api_name="/anagram"), "less than minimum value 1"),
+    (lambda c, tmp: c.predict("3", "3", "flip", "(none)", "rotate_180", 0, api_name="/anagram"),
+     "less than minimum value 1"),
 ])
 def test_bad_input_is_one_readable_line_and_the_app_keeps_serving(client, tmp_path, call, message):
     with pytest.raises(Exception) as caught:

@@ -10,6 +10,7 @@ would read. A user's mistake is shown in the page in one line (``gr.Error``) and
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -83,16 +84,17 @@ class App:
         self.worker = worker or TorchWorker()
 
     # Building blocks ------------------------------------------------------------------------------------------
-    def condition(self, label: str, index: int = 0, allow_none: bool = False) -> gr.components.Component:
+    def condition(self, label: str, index: int = 0, allow_none: bool = False, illusion: str | None = None
+                  ) -> gr.components.Component:
         """A class dropdown (class models; any name or number can be typed), a prompt box (text models), or a
         hidden "(none)" (unconditional models)."""
         pg = self.pg
         if pg.model.conditioning == "class":
             choices = ([NONE] if allow_none else []) + pg.conditions
-            value = NONE if allow_none else pg.default_condition(index)
+            value = NONE if allow_none else pg.default_condition(index, illusion)
             return gr.Dropdown(choices, value=value, label=label, allow_custom_value=True, filterable=True)
         if pg.model.conditioning == "prompt":
-            return gr.Textbox(pg.default_condition(index), label=label)
+            return gr.Textbox(pg.default_condition(index, illusion), label=label)
         return gr.Textbox(NONE, label=label, visible=False)
 
     def knobs(self, illusion: bool = False) -> list[gr.components.Component]:
@@ -123,7 +125,7 @@ class App:
                 show(d)
             if time.perf_counter() - shown[0] > PROGRESS_EVERY:  # each update is a message to the page
                 shown[0] = time.perf_counter()
-                progress(None, desc=f"step {d['i'] + 1}")
+                progress((d["i"] + 1, None), desc="denoising", unit="steps")
 
         try:
             return self.worker.run(lambda: shape(work(callback)))
@@ -179,7 +181,7 @@ class App:
             except gr.Error as e:
                 frames.put(("error", e))
 
-        threading.Thread(target=work, daemon=True).start()
+        threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True).start()
         try:
             while (item := frames.get())[0] == "frame":
                 yield gr.skip(), item[1], gr.skip(), gr.skip()
@@ -352,8 +354,8 @@ class App:
             gr.Markdown(TAB_NOTES["anagram"])
             with gr.Row():
                 with gr.Column():
-                    first = self.condition("upright", 0)
-                    second = self.condition("under the view", 1)
+                    first = self.condition("upright", 0, illusion="anagram")
+                    second = self.condition("under the view", 1, illusion="anagram")
                     view = gr.Dropdown(ILLUSION_VIEWS, value="flip", label="view")
                     with gr.Accordion("a third class (three-view anagram)", open=False):
                         third = self.condition("under the second view", allow_none=True)
@@ -374,8 +376,8 @@ class App:
             gr.Markdown(TAB_NOTES["hybrid"])
             with gr.Row():
                 with gr.Column():
-                    low = self.condition("from far (low frequencies)", 0)
-                    high = self.condition("from near (high frequencies)", 1)
+                    low = self.condition("from far (low frequencies)", 0, illusion="hybrid")
+                    high = self.condition("from near (high frequencies)", 1, illusion="hybrid")
                     sigma = gr.Slider(0.5, 4, value=self.pg.default_sigma(), step=0.25, label="low-pass sigma")
                     n = gr.Slider(1, 8, value=2, step=1, label="images")
                     knobs = self.knobs(illusion=True)

@@ -32,6 +32,11 @@ Images = list[tuple[torch.Tensor, str]]
 """Pictures of one output: (image (C, H, W) in [0, 1], caption) pairs."""
 EXAMPLES = {"digits": "digit.png", "fashion": "sneaker.png"}
 """The bundled example image of each shipped model (tools/ship_examples.py); other models: a photo or the digit."""
+PAIRS = {"digits": {"anagram": ("9", "2"), "hybrid": ("0", "4")},
+         "fashion": {"anagram": ("Trouser", "Bag"), "hybrid": ("Bag", "Trouser")}}
+"""The illusions a shipped model's page starts with: pairs that read both ways with the page's defaults (seed 0, the
+judge of the data): digits 9 upright / 2 flipped in 4 of 4 images, the hybrid of 0 far / 4 near in 2 of 4 (README,
+"Illusions": pairs of round digits work; bags and trousers read in every view)."""
 NONE = "(none)"
 """The condition choice meaning "unconditional"."""
 
@@ -72,11 +77,14 @@ class Playground:
             return []
         return list(m.class_names) if m.class_names else [str(c) for c in range(m.num_classes)]
 
-    def default_condition(self, index: int = 0) -> str:
-        """A sensible starting condition: the ``index``-th default class (3, 7, 5 for digits), or a prompt."""
+    def default_condition(self, index: int = 0, illusion: str | None = None) -> str:
+        """A starting condition: for the shipped models' illusions, a pair measured to work (:data:`PAIRS`); else the
+        ``index``-th class (3, 7, 5 for digits) or prompt."""
         choices = self.conditions
         if not choices:
             return ["a high quality photo", "an oil painting of a man", "a pencil sketch of a dog"][index % 3]
+        if illusion is not None and self.spec in PAIRS and index < 2:
+            return PAIRS[self.spec][illusion][index]
         picks = [3, 7, 5] if self.model.num_classes == 10 else [index, index + 1, index + 2]
         return choices[picks[index % 3] % len(choices)]
 

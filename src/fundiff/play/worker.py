@@ -9,6 +9,7 @@ their work to this single thread and wait for it; Gradio's queue already serves 
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -23,7 +24,8 @@ class TorchWorker:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fundiff-torch")
 
     def run(self, fn: Callable[..., T], *args: object) -> T:
-        return self._pool.submit(fn, *args).result()
+        """In the caller's context (Gradio finds the request's progress bar through context variables)."""
+        return self._pool.submit(contextvars.copy_context().run, fn, *args).result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
