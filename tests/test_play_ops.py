@@ -189,7 +189,7 @@ def test_fundiff_play_without_gradio_says_how_to_get_it(monkeypatch, capsys):
     monkeypatch.delitem(__import__("sys").modules, "gradio", raising=False)
     code, _, err = fundiff_in_process(monkeypatch, capsys, "play", "--port", "0")
     assert code == 2 and err.strip() == ('fundiff: error: fundiff play needs Gradio, an optional extra: pip install '
-                                         '"fundiff[play]"'), err
+                                         '"fundiff[play]" (in a clone of fundiff: pip install -e ".[play]")'), err
 
 
 def test_joint_estimates_are_the_separate_ones_in_fewer_net_calls(pg):

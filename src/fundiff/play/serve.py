@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fundiff.errors import UserError
 
-INSTALL_HINT = 'pip install "fundiff[play]"'
+INSTALL_HINT = 'pip install "fundiff[play]" (in a clone of fundiff: pip install -e ".[play]")'
 
 
 def check_gradio() -> None:

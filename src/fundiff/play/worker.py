@@ -2,9 +2,9 @@
 
 A web server answers each request on whichever of its threads is free. If torch ran there, every such thread that
 ever computed would keep its own OpenMP team, and the idle teams' spinning threads slow the busy one down: on this
-2-core machine an edit of the digit model took 1.0 s on the main thread, then 2.1 s on a second thread, and 2.1 s on
-the main thread again once the second had run (``python bench/play.py --threads``). So the page's handlers hand
-their work to this single thread and wait for it; Gradio's queue already serves one operation at a time.
+2-core machine an edit of the digit model took 0.98 s on the main thread and 1.85 s on a second thread
+(``python bench/play.py``). So the page's handlers hand their work to this single thread and wait for it; Gradio's
+queue already serves one operation at a time.
 """
 
 from __future__ import annotations

@@ -64,12 +64,16 @@ def _data(res: Results) -> str:
 
 def _part_a_text() -> list[str]:
     return ["The sampling loops of Part A run on any diffusion model through one contract. Here they run on the "
-            "class-conditioned digit model fundiff ships (the spec's UNet, 30 epochs of fundiff's default recipe on "
-            "4,500 MNIST digits; T = 300), where a class plays the part of a prompt and the null class the part "
+            "class-conditioned digit model fundiff ships (the spec's UNet, 60 epochs on 4,500 MNIST digits with an "
+            "EMA of the weights; T = 300), where a class plays the part of a prompt and the null class the part "
             "of 'a high quality photo'. The reports' timesteps scale to T = 300: t = 250, 500, 750 become 75, 150, "
             "225; the strided loop uses stride 9 (297, 288, ..., 0), so i_start = 10 is t = 207. Anagrams and "
             "hybrids (1.8, 1.9) are sampled as `fundiff anagram` and `fundiff hybrid` sample by default, so the "
-            "rates measured below (with their 95% intervals) are the rates of what their pictures show."]
+            "rates measured below (with their 95% intervals) are the rates of what their pictures show.",
+            "Try them yourself in the browser: `pip install \"fundiff[play]\"` (in a clone: `pip install -e "
+            "\".[play]\"`), then `fundiff play` serves a playground at http://127.0.0.1:7860, offline: draw a "
+            "digit and edit it, paint a mask, make an anagram or a hybrid, each with the command line that makes "
+            "the same images (README, 'A playground in the browser')."]
 
 
 def about(p: Profile, res: Results, record: dict) -> Section:
