@@ -5,6 +5,7 @@ screenshots at laptop and phone widths in test-artifacts/)."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import threading
 import time
@@ -207,14 +208,14 @@ def wait_for_command(page, prefix: str) -> None:
         arg=prefix, timeout=120_000)
 
 
-def gallery_images(page, elem_id: str | None, server: str, panel) -> list[torch.Tensor]:
-    scope = page.locator(f"#{elem_id}") if elem_id else panel
-    srcs = [img.get_attribute("src") for img in scope.locator("img").all()]
+def gallery_images(page, elem_id: str) -> list[torch.Tensor]:
+    """The pictures a gallery shows, fetched from the app as the browser does, at the model's size."""
+    srcs = [img.get_attribute("src") for img in page.locator(f"#{elem_id}").locator("img").all()]
     out = []
     for src in dict.fromkeys(s for s in srcs if s and "/file=" in s):
         body = page.request.get(src).body()
-        out.append(torch.from_numpy(np.asarray(Image.open(__import__("io").BytesIO(body)).convert("L"),
-                                               dtype=np.float32) / 255)[None, None])
+        out.append(torch.from_numpy(np.asarray(Image.open(io.BytesIO(body)).convert("L"), dtype=np.float32) / 255)
+                   [None, None])
     return out
 
 
@@ -224,6 +225,10 @@ def test_in_the_browser_draw_a_digit_edit_it_and_make_an_anagram(browser, server
     context, page = open_page(browser, server, {"viewport": {"width": 1366, "height": 900}}, seen)
     try:
         open_tab(page, "Edit (SDEdit)")
+        panel = page.get_by_role("tabpanel")
+        panel.get_by_role("button", name="Run").click()  # nothing drawn yet: one line in the page, no traceback
+        page.get_by_text("the sketch pad is empty", exact=False).first.wait_for(timeout=60_000)
+        assert "Traceback" not in page.content()
         pad = page.locator("#fundiff-sketch")
         pad.get_by_role("button", name="Brush").first.click()
         box = pad.locator("canvas").first.bounding_box()
@@ -233,12 +238,11 @@ def test_in_the_browser_draw_a_digit_edit_it_and_make_an_anagram(browser, server
         for x, y in ((cx + 0.6 * s, cy - s), (cx - 0.1 * s, cy + s)):
             page.mouse.move(x, y, steps=12)
         page.mouse.up()
-        panel = page.get_by_role("tabpanel")
         _choose_class(page, panel, "7")
         panel.get_by_role("button", name="Run").click()
         wait_for_command(page, "fundiff edit drawing.png --model digits --prompt 7")
         page.screenshot(path=str(ARTIFACTS / "play-edit-laptop.png"), full_page=True)
-        edits = gallery_images(page, "fundiff-edits", server, None)
+        edits = gallery_images(page, "fundiff-edits")
         x = torch.cat(edits)
         read = predict(judge, x).tolist()
         assert len(x) == 7 and read[0] == 7, read  # the drawing as the model reads it is a 7 ...
@@ -247,8 +251,8 @@ def test_in_the_browser_draw_a_digit_edit_it_and_make_an_anagram(browser, server
         panel = page.get_by_role("tabpanel")
         panel.get_by_role("button", name="Run").click()
         wait_for_command(page, "fundiff anagram --model digits")
-        upright = gallery_images(page, "fundiff-upright", server, None)
-        turned = gallery_images(page, "fundiff-turned", server, None)
+        upright = gallery_images(page, "fundiff-upright")
+        turned = gallery_images(page, "fundiff-turned")
         assert len(upright) == len(turned) == 2
         assert all(torch.equal(FLIP.view(a), b) for a, b in zip(upright, turned))
         page.screenshot(path=str(ARTIFACTS / "play-anagram-laptop.png"), full_page=True)

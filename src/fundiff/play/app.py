@@ -213,13 +213,12 @@ class App:
 
     def anagram(self, first: str, second: str, view: str, third: str, view_3: str, n: float, guidance: float,
                 steps: float, seed: float, request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple:
-        three = third is not None and str(third).strip() not in ("", NONE)
+        three = _given(third)
         conditions, views = [first, second, *([third] if three else [])], [view, *([view_3] if three else [])]
 
         def shape(a: Answer) -> tuple:
             shown = [gallery(p) for p in a.outputs.values()]
-            third_shown = gr.update(value=shown[2], visible=True) if three else gr.update(value=[], visible=False)
-            return shown[0], shown[1], third_shown, _took(a), a.command
+            return shown[0], shown[1], shown[2] if three else [], _took(a), a.command
 
         return self._run(request, progress, lambda cb: self.pg.anagram(
             conditions, views, _count(n), self.knob_values(guidance, steps, seed), cb), shape)
@@ -368,6 +367,8 @@ class App:
                     turned = _gallery(label="under the view", columns=4, elem_id="fundiff-turned")
                     turned_3 = _gallery(label="under the second view", columns=4, visible=False)
                     took, command = self.footer()
+            third.change(lambda c: gr.update(visible=_given(c)), third, turned_3, api_visibility="private",
+                         queue=False)
             self._wire(run, stop, self.anagram, [first, second, view, third, view_3, n, *knobs],
                        [upright, turned, turned_3, took, command], "anagram")
 
@@ -398,6 +399,11 @@ def _describe(pg: Playground) -> str:
     m = pg.model
     kind = {"class": f"{m.num_classes} classes", "prompt": "text prompts", "none": "unconditional"}[m.conditioning]
     return f"{m.channels}x{m.image_size}x{m.image_size} px, {kind}, {'flow matching' if m.is_flow else 'DDPM'}"
+
+
+def _given(condition: str | None) -> bool:
+    """A condition chosen (not "(none)" or empty)."""
+    return condition is not None and str(condition).strip() not in ("", NONE)
 
 
 def _took(a: Answer) -> str:
