@@ -42,21 +42,22 @@ def test_a_model_without_illusion_defaults_uses_its_plain_ones():
 
 
 def test_anagram_and_hybrid_take_the_illusion_steps(monkeypatch):
-    """Count the net calls: CFG everywhere (2 per view per step) on ILLUSION_STEPS steps."""
+    """Count what goes through the net: CFG everywhere (a conditional and an unconditional estimate per view) on
+    ILLUSION_STEPS steps, each step's estimates in two calls (parta.joint_guided)."""
     model = _model()
     calls = []
     bind = model.bind
 
     def counting(condition):
         fn = bind(condition)
-        return lambda x, k: (calls.append(1), fn(x, k))[1]
+        return lambda x, k: (calls.append(len(x)), fn(x, k))[1]
 
     monkeypatch.setattr(model, "bind", counting)
     ops.anagram(model, [6, 9], ["identity", "rotate_180"], 1)
-    assert len(calls) == ILLUSION_STEPS * 2 * 2
+    assert len(calls) == ILLUSION_STEPS * 2 and sum(calls) == ILLUSION_STEPS * 2 * 2
     calls.clear()
     ops.hybrid(model, [0, 1], 1)
-    assert len(calls) == ILLUSION_STEPS * 2 * 2
+    assert len(calls) == ILLUSION_STEPS * 2 and sum(calls) == ILLUSION_STEPS * 2 * 2
     calls.clear()
     ops.generate(model, 3, 1, sampling=Sampling(steps=4))
     assert 4 <= len(calls) <= 8  # plain sampling keeps the card's guidance interval

@@ -71,9 +71,9 @@ def _part_a_text() -> list[str]:
             "hybrids (1.8, 1.9) are sampled as `fundiff anagram` and `fundiff hybrid` sample by default, so the "
             "rates measured below (with their 95% intervals) are the rates of what their pictures show.",
             "Try them yourself in the browser: `pip install \"fundiff[play]\"` (in a clone: `pip install -e "
-            "\".[play]\"`), then `fundiff play` serves a playground at http://127.0.0.1:7860, offline: draw a "
-            "digit and edit it, paint a mask, make an anagram or a hybrid, each with the command line that makes "
-            "the same images (README, 'A playground in the browser')."]
+            "\".[play]\"`), then `fundiff play` serves a playground on this machine (it prints the address), "
+            "offline: draw a digit and edit it, paint a mask, make an anagram or a hybrid, each with the command line "
+            "that makes the same images (README, 'A playground in the browser')."]
 
 
 def about(p: Profile, res: Results, record: dict) -> Section:
