@@ -207,3 +207,20 @@ def test_sample_loop_end_to_end(saved, name, variance):
     again = sample_loop(model.denoiser(None), x, ts, model.schedule, torch.Generator().manual_seed(0),
                         "ddpm", variance)
     assert torch.equal(out, again)  # a seed reproduces the image
+
+
+def test_class_model_takes_a_class_per_image_and_makes_anagrams(saved):
+    """A class per image binds them all in one call (what anagrams and hybrids use: parta.joint_guided); with no null
+    class an anagram samples at guidance 1, each view's estimate the conditional one."""
+    from fundiff import parta
+
+    path, unet, _ = saved["class"]
+    model = diffusers_unet_model(path)
+    x, k = _x(2), torch.tensor([10, 10])
+    both = model.denoiser([1, 3])(x, k).value
+    for i, c in enumerate((1, 3)):
+        with torch.no_grad():
+            alone = unet(x[i:i + 1], k[i:i + 1], class_labels=torch.tensor([c])).sample
+        assert torch.allclose(both[i:i + 1], alone, atol=1e-5)
+    out = parta.anagram(model, [1, 3], ["identity", "flip"], 2, guidance=1.0, sampling=parta.Sampling(steps=3))
+    assert out.shape == (2, C, SIZE, SIZE) and torch.isfinite(out).all()

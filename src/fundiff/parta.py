@@ -72,7 +72,7 @@ def joint_guided(model: DiffusionModel, conditions: Sequence[Condition], s: Samp
     larger calls take less time per image (``python bench/play.py``)."""
     if model.conditioning != "class" or any(c is None or isinstance(c, list | tuple) for c in conditions):
         return one_by_one([guided(model, c, s) for c in conditions])
-    uncond = model.denoiser(None)
+    uncond = model.denoiser(None) if s.guidance != 1.0 else None
 
     def joint(xs: Sequence[torch.Tensor], level: torch.Tensor) -> list:
         sizes = [len(x) for x in xs]

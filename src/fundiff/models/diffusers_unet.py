@@ -142,7 +142,8 @@ def _square_size(unet_dir: Path, size: object) -> int:
 
 
 def _binder(unet, channels: int, n_classes: int):
-    """condition -> eps_fn; class models get the class label, their 'unconditional' is refused."""
+    """condition -> eps_fn; class models get the class label (or one per image), their 'unconditional' is
+    refused."""
 
     def bind(condition: Condition) -> EpsFn:
         if n_classes and condition is None:
@@ -151,7 +152,9 @@ def _binder(unet, channels: int, n_classes: int):
 
         @torch.no_grad()
         def eps_fn(x_t: torch.Tensor, k: torch.Tensor) -> Prediction:
-            labels = None if condition is None else torch.full_like(k, int(condition))
+            labels = None if condition is None else (
+                torch.as_tensor([int(c) for c in condition], device=k.device) if isinstance(condition, list | tuple)
+                else torch.full_like(k, int(condition)))
             out = unet(x_t.to(unet.dtype), k, class_labels=labels).sample.to(x_t.dtype)
             if out.shape[1] == 2 * channels:
                 return Prediction(out[:, :channels], out[:, channels:])
