@@ -44,7 +44,7 @@ def client(server):
 @pytest.fixture(scope="module")
 def judge(digits):
     train, held = split_holdout(digits)
-    net, info = train_judge(train, held, epochs=3, progress=False)
+    net, info = train_judge(train, held, epochs=2, progress=False)
     assert info["held_out_accuracy"] > 0.95
     return net
 
@@ -74,13 +74,13 @@ def test_results_are_what_was_asked(client, judge):
     samples, _, _, command = client.predict("7", 4, 5, 20, 0, api_name="/generate")
     assert command == "fundiff generate --model digits --prompt 7 --n 4 --seed 0"
     assert (predict(judge, images(samples)) == 7).float().mean() >= 0.75
-    upright, flipped, third, _, command = client.predict("0", "8", "flip", "(none)", "rotate_180", 2, 10, 50, 0,
+    upright, flipped, third, _, command = client.predict("0", "8", "flip", "(none)", "rotate_180", 2, 10, 10, 0,
                                                          api_name="/anagram")
     assert len(upright) == len(flipped) == 2 and third == []
     assert torch.equal(images(flipped), FLIP.view(images(upright)))  # the second view is the first, flipped
-    assert "--prompt 0 --prompt 8 --views flip --n 2" in command
-    near, far, _, command = client.predict("1", "0", 1.75, 2, 10, 50, 0, api_name="/hybrid")
-    assert len(near) == len(far) == 2 and command.endswith("--low 1 --high 0 --n 2 --seed 0")
+    assert "--prompt 0 --prompt 8 --views flip --n 2 --steps 10" in command
+    near, far, _, command = client.predict("1", "0", 1.75, 2, 10, 10, 0, api_name="/hybrid")
+    assert len(near) == len(far) == 2 and command.endswith("--low 1 --high 0 --n 2 --steps 10 --seed 0")
 
 
 def test_the_command_shown_makes_the_same_bytes(client, tmp_path, monkeypatch, capsys):
@@ -149,7 +149,7 @@ def test_two_users_at_once_are_both_served(server):
 
     def user(name: str) -> None:
         try:
-            results[name] = Client(server, verbose=False).predict(api_name="/anagram")
+            results[name] = Client(server, verbose=False).predict(api_name="/edit")
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
