@@ -288,7 +288,7 @@ def play(
     = "127.0.0.1",
     port: Annotated[int, Opt(help="port to listen on (0: any free one)")] = 7860,
 ) -> None:
-    """A playground in the browser: Part A on a model, one tab per idea (needs pip install "fundiff[play]")."""
+    """A playground in the browser: Part A on a model, one tab per idea (needs Gradio: the play extra)."""
     from fundiff.play.serve import serve
 
     serve(m.model, host, port, m.device, prompt_cache=m.prompt_cache, dtype=m.dtype, offload=m.offload)
