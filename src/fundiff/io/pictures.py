@@ -19,6 +19,12 @@ def to_uint8(images: torch.Tensor, value_range: tuple[float, float] = (0.0, 1.0)
     return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """One image (C, H, W) in [0, 1], C = 1 or 3, as a PIL image ("L" or "RGB")."""
+    a = to_uint8(image[None])[0]
+    return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+
+
 def grid_array(images: torch.Tensor, nrow: int, pad: int = 2, scale: int = 2,
                value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """Tile N images into rows of ``nrow`` with ``pad`` pixels of white between, upscaled by ``scale``."""

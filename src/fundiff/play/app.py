@@ -24,7 +24,7 @@ import torch
 
 from fundiff.core.views import VIEW_NAMES
 from fundiff.errors import UserError
-from fundiff.io.pictures import to_uint8
+from fundiff.io.pictures import to_pil
 from fundiff.play.drawing import Inputs, StopRequestedError, StopSwitch
 from fundiff.play.ops import NONE, Answer, Images, Knobs, Playground
 from fundiff.play.worker import TorchWorker
@@ -64,16 +64,8 @@ def upload_button(text: str) -> gr.UploadButton:
     return gr.UploadButton(text, file_types=["image"], type="filepath", size="sm")
 
 
-def pil(x: torch.Tensor) -> Any:
-    """(C, H, W) in [0, 1] -> a PIL image at the model's size (the page enlarges it without smoothing)."""
-    from PIL import Image
-
-    a = to_uint8(x[None])[0]
-    return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
-
-
 def gallery(pictures: Images) -> list[tuple[Any, str]]:
-    return [(pil(x), caption) for x, caption in pictures]
+    return [(to_pil(x), caption) for x, caption in pictures]
 
 
 class App:

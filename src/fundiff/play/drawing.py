@@ -18,6 +18,7 @@ from PIL import Image
 from fundiff.errors import UserError
 from fundiff.io.files import atomic_write
 from fundiff.io.images import load_image
+from fundiff.io.pictures import to_pil
 from fundiff.play.ops import Playground
 
 EDITOR_SCALE = 8
@@ -132,7 +133,7 @@ class Inputs:
         """The inpainting editor's first value: the example enlarged :data:`EDITOR_SCALE` times, with the default
         mask already painted (in a translucent red) so Run works at once."""
         example = load_image(self.pg.example(), self.pg.model.image_size, self.pg.model.channels)
-        a = _uint8(example)
+        a = np.asarray(to_pil(example[0]))
         big = a.repeat(EDITOR_SCALE, 0).repeat(EDITOR_SCALE, 1)
         mask = default_mask(self.pg.model.image_size).repeat(EDITOR_SCALE, 0).repeat(EDITOR_SCALE, 1)
         layer = np.zeros((*mask.shape, 4), dtype=np.uint8)
@@ -205,13 +206,6 @@ def _flat(a: np.ndarray | None) -> np.ndarray | None:
     rgba = _rgba(np.asarray(a))
     alpha = rgba[..., 3:4].astype(np.float32) / 255
     return (rgba[..., :3] * alpha + 255 * (1 - alpha)).round().astype(np.uint8)
-
-
-def _uint8(x: Any) -> np.ndarray:
-    from fundiff.io.pictures import to_uint8
-
-    a = to_uint8(x)[0]
-    return a[..., 0] if a.shape[-1] == 1 else a
 
 
 def _save(img: Image.Image, path: Path) -> Path:

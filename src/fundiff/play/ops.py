@@ -132,7 +132,7 @@ class Playground:
                             callback=callback)
         shown = [(r[k][0], label) for k, label in (("noisy", f"noisy, t = {t}"), ("blur", "Gaussian blur"),
                                                      ("one_step", "one step"), ("iterative", "iterative"))]
-        strip = [(f, f"x_t at t = {k}") for f, k in zip(r["strip"][:, 0], _strip_levels(r, t))]
+        strip = [(f, f"x_t at t = {k}") for f, k in zip(r["strip"][:, 0], r["strip_timesteps"].tolist())]
         return Answer({"result": [(x0[0], "original"), *shown], "strip": strip}, timer.seconds,
                       self._command("denoise", [image], self._prompts(condition) + ["--t", t], knobs),
                       {"image": image})
@@ -208,16 +208,10 @@ class Playground:
     def _sampling(self, knobs: Knobs, illusion: bool = False) -> Sampling:
         """The card's settings with the knobs the user moved: guidance, and steps when they differ from the
         card's (so the card's own grid, a stride for instance, stays when the slider was not touched)."""
-        guidance, steps = self.defaults(illusion)
-        for name, value in (("guidance", knobs.guidance), ("steps", knobs.steps)):
-            if value is not None and not (isinstance(value, int | float) and float(value) == float(value)
-                                          and abs(float(value)) < float("inf")):
-                raise UserError(f"{name} must be a finite number, got {value}")
-        if knobs.steps is not None and int(knobs.steps) < 1:
-            raise UserError(f"steps must be at least 1, got {knobs.steps}")
+        guidance, steps = self.defaults(illusion)  # Sampling checks what is given (finite guidance, steps >= 1)
         return Sampling(guidance=None if knobs.guidance is None or knobs.guidance == guidance else
                         float(knobs.guidance),
-                        steps=None if knobs.steps is None or int(knobs.steps) == steps else int(knobs.steps))
+                        steps=None if knobs.steps is None or knobs.steps == steps else int(knobs.steps))
 
     def _image(self, path: Path, fit: bool = False) -> torch.Tensor:
         m = self.model
@@ -245,15 +239,6 @@ def _name(value: object) -> object:
 
 def _each(x: torch.Tensor, caption: str) -> Images:
     return [(img, caption) for img in x]
-
-
-def _strip_levels(r: dict, t: int) -> list[str]:
-    """The timestep of each frame of :func:`fundiff.parta.denoise`'s strip: t, every ``strip_every``-th step
-    after it, and 0 (the result)."""
-    ks = r["timesteps"].tolist()
-    every = 5
-    inner = [ks[i + 1] if i + 1 < len(ks) else 0 for i in range(every - 1, len(ks) - 1, every)]
-    return [str(t), *map(str, inner[:len(r["strip"]) - 2]), "0"]
 
 
 def _shown(view: str) -> str:

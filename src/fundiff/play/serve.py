@@ -50,10 +50,8 @@ def workdir() -> Path:
     return folder
 
 
-def serve(spec: str, host: str = "127.0.0.1", port: int = 7860, device: str = "auto", block: bool = True,
-          **load_options: object) -> str:
-    """Load model ``spec`` and serve its playground at http://host:port; returns the URL (and, when ``block``,
-    serves until Ctrl-C)."""
+def serve(spec: str, host: str = "127.0.0.1", port: int = 7860, device: str = "auto", **load_options: object) -> None:
+    """Load model ``spec`` and serve its playground at http://host:port until Ctrl-C."""
     folder = workdir()  # before Gradio is imported: it reads GRADIO_TEMP_DIR then
     check_gradio()
     check_port(host, port)
@@ -71,13 +69,10 @@ def serve(spec: str, host: str = "127.0.0.1", port: int = 7860, device: str = "a
     demo.launch(server_name=host, server_port=port or None, share=False, quiet=True, prevent_thread_lock=True,
                 show_error=False, css=CSS, theme=gr.themes.Default(), footer_links=[],
                 allowed_paths=[str(folder)])
-    url = demo.local_url
-    print(f"fundiff playground for model {spec}: {url}  (Ctrl-C stops it)", flush=True)
-    if block:
-        try:
-            demo.block_thread()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            demo.close()
-    return url
+    print(f"fundiff playground for model {spec}: {demo.local_url}  (Ctrl-C stops it)", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
