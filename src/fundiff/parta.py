@@ -165,12 +165,11 @@ class Strip:
     """A sampler callback keeping x_t after every ``every``-th step (spec 1.4's 'every 5th step')."""
 
     def __init__(self, total: int, every: int = 5) -> None:
-        self.total, self.every, self.frames, self.steps = total, max(1, every), [], []
+        self.total, self.every, self.frames = total, max(1, every), []
 
     def __call__(self, d: dict) -> None:
         if (d["i"] + 1) % self.every == 0 and d["i"] + 1 < self.total:
             self.frames.append(d["x"].detach())
-            self.steps.append(d["i"] + 1)  # the frame is x at the (i + 1)-th level of the grid
 
 
 def denoise(model: DiffusionModel, images: torch.Tensor, k: int, condition: Condition = None, *,
@@ -178,8 +177,8 @@ def denoise(model: DiffusionModel, images: torch.Tensor, k: int, condition: Cond
             blur: tuple[int, float] = (5, 2.0), strip_every: int = 5, progress: bool = False,
             callback: Callback | None = None) -> dict[str, torch.Tensor]:
     """Noise to timestep k, then denoise three ways (spec 1.2-1.4): Gaussian blur, one step, and the loop
-    from k (timesteps [k] + the grid's below it); ``strip`` holds x_t every ``strip_every`` steps (S, N, C, H, W),
-    ``strip_timesteps`` the timestep of each (k first, 0 for the result)."""
+    from k (timesteps [k] + the grid's below it); ``strip`` holds x_t every ``strip_every`` steps (S, N, C, H, W):
+    at timesteps[::strip_every], then the result."""
     s = settings(model, sampling, guidance)
     check_blur(*blur, model.image_size)
     x0, g = _prepare(model, images), torch.Generator().manual_seed(seed)
@@ -192,7 +191,7 @@ def denoise(model: DiffusionModel, images: torch.Tensor, k: int, condition: Cond
     return {"noisy": _out(model, x_t), "blur": _out(model, edits.blur_denoise(x_t, *blur)),
             "one_step": _out(model, one), "iterative": _out(model, x_iter),
             "strip": torch.stack([_out(model, f) for f in [x_t, *strip.frames, x_iter]]),
-            "timesteps": torch.tensor(ks), "strip_timesteps": torch.tensor([k, *(ks[i] for i in strip.steps), 0])}
+            "timesteps": torch.tensor(ks)}
 
 
 def generate(model: DiffusionModel, condition: Conditions = None, n: int = 1, *, guidance: float | None = None,

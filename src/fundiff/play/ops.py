@@ -38,6 +38,8 @@ PAIRS = {"digits": {"anagram": ("9", "2"), "hybrid": ("0", "4")},
 judge of the data): digits 9 upright / 2 flipped in 4 of 4 images, the hybrid of 0 far / 4 near in 2 of 4 (README,
 "Illusions": pairs of round digits work; bags and trousers read in every view)."""
 NONE = "(none)"
+STRIP_EVERY = 5
+"""The denoise tab's strip shows x_t every this many steps (spec 1.4: every 5th)."""
 """The condition choice meaning "unconditional"."""
 
 
@@ -129,10 +131,11 @@ class Playground:
         cond = self._condition(condition)
         with _Timer() as timer:
             r = ops.denoise(self.model, x0, t, cond, seed=knobs.seed, sampling=self._sampling(knobs),
-                            callback=callback)
+                            strip_every=STRIP_EVERY, callback=callback)
         shown = [(r[k][0], label) for k, label in (("noisy", f"noisy, t = {t}"), ("blur", "Gaussian blur"),
                                                      ("one_step", "one step"), ("iterative", "iterative"))]
-        strip = [(f, f"x_t at t = {k}") for f, k in zip(r["strip"][:, 0], r["strip_timesteps"].tolist())]
+        levels = [*r["timesteps"].tolist()[::STRIP_EVERY], 0]  # the strip: x_t every STRIP_EVERY steps, then x_0
+        strip = [(f, f"x_t at t = {k}") for f, k in zip(r["strip"][:, 0], levels)]
         return Answer({"result": [(x0[0], "original"), *shown], "strip": strip}, timer.seconds,
                       self._command("denoise", [image], self._prompts(condition) + ["--t", t], knobs),
                       {"image": image})
