@@ -187,3 +187,36 @@ def test_cli_judge_train_far_writes_a_far_judge_and_says_how_it_reads_from_far(t
     net, info = load_judge(out)
     assert info["far"] and info["far_sizes"] == [7, 14] and 0 <= info["held_out_shrunk_accuracy"] <= 1
     assert "far judge: held-out accuracy" in stdout + stderr and "shrunk to 9 px" in stdout + stderr
+
+
+@pytest.mark.parametrize("data", ["mnist", "fashion"])
+def test_the_shipped_judges_read_their_held_out_split_as_recorded(data, tmp_path, monkeypatch):
+    """fundiff's judges of the offline digits and of Fashion-MNIST are used without training anything, and read the
+    held-out images of the data they name as well as their record says."""
+    from fundiff.evaluate.runs import SHIPPED_JUDGES, judge_for
+    from fundiff.train.data import FASHION_DIR, load_digits
+
+    if data == "fashion" and not FASHION_DIR.is_dir():
+        pytest.skip("dataset-fashion-mnist is not installed")
+    monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path))
+    digits = load_digits(data)
+    _, held = split_holdout(digits)
+    for far in (False, True):
+        net, info, path = judge_for(data, digits.source, None, far=far)
+        assert path == SHIPPED_JUDGES / f"judge-{data}{'-far' if far else ''}.safetensors"
+        assert info["data"] == digits.source and info["held_out_images"] == len(held)
+        accuracy = float((predict(net, held.images) == held.labels).float().mean())
+        assert accuracy == pytest.approx(info["held_out_accuracy"], abs=1e-6)
+        assert accuracy >= (0.98 if data == "mnist" else 0.9)
+    assert not any(tmp_path.iterdir())  # nothing trained into the cache
+
+
+def test_a_shipped_judge_is_not_used_for_other_data(tmp_path, monkeypatch):
+    from fundiff.evaluate.runs import shipped_judge
+    from fundiff.train.data import load_digits
+
+    source = load_digits("mnist").source
+    assert shipped_judge("mnist", source) is not None
+    assert shipped_judge("mnist", "torchvision MNIST in /somewhere (60,000 images)") is None
+    assert shipped_judge("mnist", source, data_dir=tmp_path) is None
+    assert shipped_judge("cifar10", "torchvision CIFAR-10") is None

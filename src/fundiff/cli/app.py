@@ -111,7 +111,9 @@ def evaluate(
     s: SamplingOptions,
     per_class: Annotated[int, Opt(help="samples per class")] = 40,
     epoch: Epoch = None, precision: Precision = None,
-    judge: Annotated[Path | None, Opt(help="judge weights (default: trained on the run's data if missing)")] = None,
+    judge: Annotated[Path | None, Opt(help="judge weights (default: fundiff's shipped judge of the offline digits or "
+                                                 "Fashion-MNIST; for other data one trained on the run's data, "
+                                                 "once, into the cache)")] = None,
     force: Annotated[bool, Opt("--force", help="evaluate again when RUN/eval-<settings> is already there")] = False,
     device: Device = "auto",
 ) -> None:
@@ -157,7 +159,9 @@ def judge_train(
     holdout_per_class: Annotated[int, Opt(help="as fundiff train's: images per class held out")] = 50,
     epochs: Annotated[int | None, Opt(help="default: about 36,000 images (8 epochs of the 4,450 offline digits, 1 of "
                                            "a full 60,000 set)")] = None,
-    out: Annotated[Path | None, Opt(help="judge file (default: the cache used by evaluate)")] = None,
+    out: Annotated[Path | None, Opt(
+        help="judge file (default: the cache evaluate uses for data without a shipped judge; pass --judge FILE to "
+             "evaluate with it)")] = None,
     force: Annotated[bool, Opt("--force", help="overwrite an existing judge")] = False,
     far: Annotated[bool, Opt("--far", help="the far judge: also reads images shrunk to 7-14 px and enlarged back, "
                                           "as evaluate-parta reads hybrids from far")] = False,
@@ -188,8 +192,8 @@ def figures(
 @command(app)
 def report(
     out: Annotated[Path, Opt(help="report directory: index.html, the runs, the figures, report.log")] = Path("report"),
-    profile: Annotated[str, Opt(help="quick (29 min measured on a 2-core CPU) | spec (the spec's recipes "
-                                     "exactly; about 4.3 h here, estimated from the quick stages' rates)")]
+    profile: Annotated[str, Opt(help="quick (9 min measured on a 2-core CPU) | spec (the spec's recipes "
+                                     "exactly; about 1.9 h here, estimated from the quick stages' rates)")]
     = "quick",
     data: Annotated[str, Opt(help="mnist | fashion (Part B training data)")] = "mnist",
     data_dir: Annotated[Path | None, Opt(help="directory of IDX files to train on (gzipped or not)")] = None,

@@ -137,19 +137,27 @@ def save_judge(path: Path, net: JudgeNet, info: dict) -> None:
     save_safetensors(Path(path), tensors, meta)
 
 
-def load_judge(path: Path) -> tuple[JudgeNet, dict]:
+def judge_record(path: Path) -> dict:
+    """A judge file's record (held-out accuracy, data, epochs, seed, versions), read without its weights."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"judge {path} does not exist; train one with: fundiff judge train --out {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise UserError(f"{path} is not a readable safetensors file ({e})") from None
     if meta.get("kind") != JUDGE_KIND:
         raise UserError(f"{path} is not a fundiff judge (kind {meta.get('kind')!r})")
-    info = json.loads(meta["info"])
+    return json.loads(meta["info"])
+
+
+def load_judge(path: Path) -> tuple[JudgeNet, dict]:
+    info = judge_record(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{path} is not a readable safetensors file ({e})") from None
     net = JudgeNet(info.get("channels", 1), info.get("image_size", 28), info.get("num_classes", 10))
     net.load_state_dict(state)
     return net.eval(), info

@@ -6,12 +6,13 @@ import hashlib
 import json
 import os
 import time
+from importlib import resources
 from pathlib import Path
 
 from fundiff import parta
 from fundiff.core.sampling import Sampling
 from fundiff.errors import UserError
-from fundiff.evaluate.judge import load_judge, save_judge, train_judge
+from fundiff.evaluate.judge import judge_record, load_judge, save_judge, train_judge
 from fundiff.evaluate.metrics import accuracy_table, class_shares, frechet_report
 from fundiff.io.files import versions, write_json
 from fundiff.io.guard import prepare_file, prepare_output
@@ -35,6 +36,20 @@ def default_judge_path(data: str, data_dir: Path | None = None, far: bool = Fals
     key = str(Path(data_dir).resolve()) + ("".join(f":{v}" for v in shape) if shape else "")
     tag = hashlib.sha1(key.encode()).hexdigest()[:8]
     return root / f"judge-{data}-{tag}{kind}.safetensors"
+
+
+SHIPPED_JUDGES = Path(str(resources.files("fundiff") / "assets" / "judges"))
+"""fundiff's own judges of the data sets it ships models for (``python tools/ship_judges.py``)."""
+
+
+def shipped_judge(data: str, data_source: str, data_dir: Path | None = None, far: bool = False) -> Path | None:
+    """The judge fundiff ships for this data (the offline digits, Fashion-MNIST), if it was trained on exactly this
+    data: every machine then measures with the same instrument (a judge trained here would differ in its last bits
+    with the CPU and the thread count); None for other data."""
+    if data_dir is not None:
+        return None
+    path = SHIPPED_JUDGES / f"judge-{data}{'-far' if far else ''}.safetensors"
+    return path if path.is_file() and judge_record(path).get("data") == data_source else None
 
 
 JUDGE_IMAGES = 36_000
@@ -71,10 +86,12 @@ def run_judge_train(data: str, data_dir: Path | None, epochs: int | None, out: P
 
 def judge_for(data: str, data_source: str, judge: Path | None, data_dir: Path | None = None, far: bool = False,
               recipe: Recipe | None = None):
-    """The judge ``judge``, or the cached one of the data (the far one if ``far``; trained on ``data_dir`` first
-    if missing; for an image folder at the ``recipe``'s image size and channels)."""
+    """The judge ``judge``, else the shipped one of the data (:func:`shipped_judge`), else the cached one (the far
+    one if ``far``; trained on ``data_dir`` first if missing; for an image folder at the ``recipe``'s image size and
+    channels)."""
     shape = (recipe.image_size, recipe.channels) if recipe is not None and data == FOLDER else ()
-    path = Path(judge) if judge is not None else default_judge_path(data, data_dir, far, shape)
+    path = Path(judge) if judge is not None else (shipped_judge(data, data_source, data_dir, far)
+                                                  or default_judge_path(data, data_dir, far, shape))
     if judge is None and not path.exists():
         say(f"no {'far ' if far else ''}judge at {path}: training one (a minute or two)")
         size, channels = shape or (None, None)

@@ -56,7 +56,7 @@ def partb_stages(o: ReportOptions, p: Profile) -> list[Stage]:
             steps = p.eval_steps(r.objective)
             ecfg = {**cfg, "per_class": p.eval_per_class, "steps": steps, "seed": o.seed}
             stages.append(Stage(f"evaluate/{r.name}", f"evaluate {r.name}: judge accuracy, Frechet distance", ecfg,
-                                lambda _, rd=run_dir, s=steps: partb.evaluate(rd, p.eval_per_class, s, o.seed, jpath,
+                                lambda _, rd=run_dir, s=steps: partb.evaluate(rd, p.eval_per_class, s, o.seed,
                                                                                o.device),
                                 run_dir, keep_partial=True))
     lr_runs = [out / "runs" / n for n in ("class-flow", "class-flow-constant-lr", "class-flow-constant-lr-3e-3")]

@@ -45,19 +45,21 @@ def figures(run_dir: Path, out: Path, seed: int, device: str) -> dict:
     return json.loads((out / "figures.json").read_text())
 
 
-def evaluate(run_dir: Path, per_class: int, steps: int | None, seed: int, judge_path: Path, device: str) -> dict:
-    """``fundiff evaluate RUN``: judge accuracy and Frechet distance of the last epoch's samples."""
+def evaluate(run_dir: Path, per_class: int, steps: int | None, seed: int, device: str) -> dict:
+    """``fundiff evaluate RUN``: judge accuracy and Frechet distance of the last epoch's samples, by the judge of
+    the run's data (:func:`fundiff.evaluate.runs.judge_for`, as the judge stage resolved it)."""
     recipe = read_run(run_dir)["recipe"]
     if recipe["objective"] != "flow":
         steps = None
     # force: a stage that was killed half-way may have left part of its folder; evaluate again over it
-    res = run_evaluate(run_dir, per_class, judge=judge_path, sampling=Sampling(steps=steps), seed=seed, device=device,
+    res = run_evaluate(run_dir, per_class, sampling=Sampling(steps=steps), seed=seed, device=device,
                        force=True)
     res.pop("judge", None)
     return res
 
 
 def judge(data: str, data_dir: Path | None) -> dict:
-    """The digit judge of the data set (trained once into the user's cache, about 20 s)."""
+    """The judge of the data set: the shipped one of the offline digits or Fashion-MNIST, else trained once into the
+    user's cache (about 30 s for 4,500 digits)."""
     _, info, path = judge_for(data, load_digits(data, data_dir).source, None, data_dir)
     return {"path": str(path), **{k: v for k, v in info.items() if k != "versions"}}

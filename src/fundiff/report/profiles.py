@@ -1,10 +1,9 @@
 """What ``fundiff report`` runs: the Part B training runs and the evaluation sizes of each profile.
 
 ``spec`` trains every model with the spec's recipe exactly (spec.md Part B, and report 004's
-constant-lr recovery: lr 3e-3, 15 epochs). ``quick`` trains with fundiff's default recipe: the class DDPM
-model exactly as ``fundiff train class`` does (10 epochs), the other time and class models for fewer epochs
-(time models 4, class flow 5, its learning-rate variants 3) and the single-step denoisers narrower (D = 32), so
-that the whole report takes about as long as the plain implementation's 20-epoch training of one model.
+constant-lr recovery: lr 3e-3, 15 epochs). ``quick`` trains with fundiff's default recipe for fewer epochs (class
+DDPM 6, ``fundiff train class --epochs 6``; time models 2, class flow 3, its learning-rate variants 2) and the
+single-step denoisers narrower (D = 32), so that the whole report takes under ten minutes on a 2-core CPU.
 ``smoke`` is for tests of the page itself:
 tiny nets, one epoch, small evaluations; its numbers mean nothing. ``tiny`` is for fault tests of the
 report's resumption: one cheap Part A section and one tiny training run with its figures, seconds in all.
@@ -79,9 +78,8 @@ def _runs(width: dict, epochs: dict, recovered_epochs: int, spec: bool) -> tuple
         RunSpec("denoiser", "denoiser", "ddpm", recipe, o("denoiser")),
         RunSpec("denoiser-pure-noise", "denoiser", "ddpm", recipe, o("denoiser-pure-noise", pure_noise=True)),
         RunSpec("time-ddpm", "time", "ddpm", recipe, o("time-ddpm")),
-        RunSpec("class-ddpm", "class", "ddpm", recipe, o("class-ddpm", **({} if spec else {"sample_epochs": (1, 5,
-                                                                                                            10)})),
-                evaluate=True),
+        RunSpec("class-ddpm", "class", "ddpm", recipe, o("class-ddpm", **({} if spec else {"sample_epochs": _thirds(
+            epochs["class-ddpm"])})), evaluate=True),
         RunSpec("time-flow", "time", "flow", recipe, o("time-flow")),
         RunSpec("class-flow", "class", "flow", recipe, o("class-flow"), evaluate=True),
         RunSpec("class-flow-constant-lr", "class", "flow", recipe,
@@ -91,28 +89,33 @@ def _runs(width: dict, epochs: dict, recovered_epochs: int, spec: bool) -> tuple
     )
 
 
+def _thirds(epochs: int) -> tuple[int, ...]:
+    """The epochs whose samples a short class run draws: the first, the middle and the last."""
+    return tuple(sorted({1, max(1, epochs // 2), epochs}))
+
+
 def _epochs(epochs: dict, key: str) -> dict:
     return {"epochs": epochs[key]} if key in epochs else {}
 
 
 QUICK_SECONDS = {
-    "parta/0": 6, "parta/1.1": 4, "parta/1.2-1.3": 3, "parta/1.4": 2, "parta/1.5": 1, "parta/1.6": 6, "parta/1.7": 5,
-    "parta/1.7.1": 6, "parta/1.7.2": 3, "parta/1.7.3": 8, "parta/1.8": 7, "parta/1.9": 6, "parta/evaluate": 360,
-    "judge": 2, "train/denoiser": 59, "figures/denoiser": 3, "train/denoiser-pure-noise": 58,
-    "figures/denoiser-pure-noise": 2, "train/time-ddpm": 156, "figures/time-ddpm": 5, "train/class-ddpm": 370,
-    "figures/class-ddpm": 10, "evaluate/class-ddpm": 8, "train/time-flow": 145, "figures/time-flow": 7,
-    "train/class-flow": 195, "figures/class-flow": 8, "evaluate/class-flow": 9, "train/class-flow-constant-lr": 125,
-    "evaluate/class-flow-constant-lr": 8, "train/class-flow-constant-lr-3e-3": 125,
-    "evaluate/class-flow-constant-lr-3e-3": 8, "figures/learning-rate": 1,
+    "parta/0": 5, "parta/1.1": 3, "parta/1.2-1.3": 10, "parta/1.4": 1, "parta/1.5": 0, "parta/1.6": 6, "parta/1.7": 4,
+    "parta/1.7.1": 4, "parta/1.7.2": 2, "parta/1.7.3": 6, "parta/1.8": 3, "parta/1.9": 3, "parta/evaluate": 54,
+    "judge": 1, "train/denoiser": 32, "figures/denoiser": 2, "train/denoiser-pure-noise": 32,
+    "figures/denoiser-pure-noise": 2, "train/time-ddpm": 39, "figures/time-ddpm": 3, "train/class-ddpm": 116,
+    "figures/class-ddpm": 5, "evaluate/class-ddpm": 4, "train/time-flow": 39, "figures/time-flow": 3,
+    "train/class-flow": 57, "figures/class-flow": 3, "evaluate/class-flow": 3, "train/class-flow-constant-lr": 40,
+    "evaluate/class-flow-constant-lr": 3, "train/class-flow-constant-lr-3e-3": 40,
+    "evaluate/class-flow-constant-lr-3e-3": 3, "figures/learning-rate": 0,
 }
-"""Seconds per stage of ``fundiff report`` measured on the 2-core development machine (28m40s in all; a first run:
-Part A's evaluation trains its four judges); other profiles scale them by their work
+"""Seconds per stage of ``fundiff report`` measured on the 2-core development machine on a quiet day (8m53s in all, a
+first run with an empty cache: the judges ship with fundiff); other profiles scale them by their work
 (:mod:`fundiff.report.estimate`)."""
 QUICK = Profile(
     "quick",
     _runs(width={"denoiser": 32, "denoiser-pure-noise": 32},
-          epochs={"time-ddpm": 4, "class-ddpm": 10, "time-flow": 4, "class-flow": 5, "lr-ablation": 3},
-          recovered_epochs=3, spec=False),
+          epochs={"time-ddpm": 2, "class-ddpm": 6, "time-flow": 2, "class-flow": 3, "lr-ablation": 2},
+          recovered_epochs=2, spec=False),
     eval_per_class=10, parta_pairs=6, parta_per_pair=2, parta_per_target=10,
 )
 SPEC = Profile("spec", _runs({}, {}, 15, spec=True), eval_per_class=40, parta_pairs=30, parta_per_pair=4,
