@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from fundiff.core.sampling import Sampling
-from fundiff.evaluate.runs import judge_for, run_evaluate
+from fundiff.evaluate.runs import SHIPPED_JUDGES, judge_for, run_evaluate
 from fundiff.partb.all_figures import run_figures
 from fundiff.report.profiles import RunSpec
 from fundiff.train.checkpoint import RUN_FILE, read_run
@@ -62,4 +62,5 @@ def judge(data: str, data_dir: Path | None) -> dict:
     """The judge of the data set: the shipped one of the offline digits or Fashion-MNIST, else trained once into the
     user's cache (about 30 s for 4,500 digits)."""
     _, info, path = judge_for(data, load_digits(data, data_dir).source, None, data_dir)
-    return {"path": str(path), **{k: v for k, v in info.items() if k != "versions"}}
+    return {"path": str(path), "shipped": path.parent == SHIPPED_JUDGES,
+            **{k: v for k, v in info.items() if k != "versions"}}

@@ -131,7 +131,8 @@ def measurements(res: Results, record: dict) -> list[Section]:
                                rec["precision"], seconds(s["train_seconds"]), num(s["first_loss"], 4),
                                num(s["epoch_losses"][-1] if s["epoch_losses"] else None, 4)])
     j = res.get("judge")
-    judge_text = (f"The judge: a small CNN trained on the training split ({j.result['train_images']} images, "
+    shipped = " (the one fundiff ships, so every machine measures with it)" if j and j.result.get("shipped") else ""
+    judge_text = (f"The judge{shipped}: a small CNN trained on the training split ({j.result['train_images']} images, "
                   f"{j.result['epochs']} epochs); held-out accuracy {num(j.result['held_out_accuracy'])} on "
                   f"{j.result['held_out_images']} held-out images.") if j else ""
     evals = [n[9:] for n in res if n.startswith("evaluate/")]
