@@ -187,6 +187,7 @@ def test_cli_judge_train_far_writes_a_far_judge_and_says_how_it_reads_from_far(t
     net, info = load_judge(out)
     assert info["far"] and info["far_sizes"] == [7, 14] and 0 <= info["held_out_shrunk_accuracy"] <= 1
     assert "far judge: held-out accuracy" in stdout + stderr and "shrunk to 9 px" in stdout + stderr
+    assert f"shipped judge (judge-mnist-far.safetensors); pass --judge {out}" in stdout + stderr
 
 
 @pytest.mark.parametrize("data", ["mnist", "fashion"])

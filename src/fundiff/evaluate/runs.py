@@ -81,6 +81,10 @@ def run_judge_train(data: str, data_dir: Path | None, epochs: int | None, out: P
     shrunk = f", {info['held_out_shrunk_accuracy']:.4f} shrunk to 9 px" if far else ""
     say(f"{'far ' if far else ''}judge: held-out accuracy {info['held_out_accuracy']:.4f}{shrunk} on {len(held)} "
         f"held-out images ({info['seconds']} s) -> {out}")
+    shipped = shipped_judge(data, digits.source, data_dir, far)
+    if shipped is not None and out != shipped:
+        say(f"evaluate measures this data with fundiff's shipped judge ({shipped.name}); pass --judge {out} to "
+            "measure with this one")
     return out
 
 
