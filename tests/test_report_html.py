@@ -247,3 +247,13 @@ def test_measured_table_has_a_column_group_per_model(tmp_path: Path) -> None:
     assert [r[0] for r in drawn.rows] == ["digits: pen drawings"]  # fashion draws clothes: no drawings
     none = sections_a.measured({}, tmp_path)
     assert not none.tables and "Not measured" in none.notes[0]
+
+
+def test_the_learning_rate_section_says_when_report_004s_lr_runs_at_another_batch():
+    from fundiff.report.sections_b import _batch_note
+
+    def trained(batch: int) -> dict:
+        return {"train/lr": StageResult("train/lr", {}, {"recipe": {"batch_size": batch}}, 1.0)}
+
+    assert "this run trains at batch 16, with 4x the optimizer steps" in _batch_note(trained(16), "lr")[0]
+    assert _batch_note(trained(64), "lr") == [] and _batch_note({}, "lr") == []
