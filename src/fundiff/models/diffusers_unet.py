@@ -150,11 +150,13 @@ def _binder(unet, channels: int, n_classes: int):
             raise UserError("this diffusers class model has no null class: give --class, and --guidance 1 (it "
                             "cannot do classifier-free guidance)")
 
+        per_image = torch.as_tensor([int(c) for c in condition], device=unet.device) \
+            if isinstance(condition, list | tuple) else None  # made once, not at every step
+
         @torch.no_grad()
         def eps_fn(x_t: torch.Tensor, k: torch.Tensor) -> Prediction:
-            labels = None if condition is None else (
-                torch.as_tensor([int(c) for c in condition], device=k.device) if isinstance(condition, list | tuple)
-                else torch.full_like(k, int(condition)))
+            labels = per_image if per_image is not None else (
+                None if condition is None else torch.full_like(k, int(condition)))
             out = unet(x_t.to(unet.dtype), k, class_labels=labels).sample.to(x_t.dtype)
             if out.shape[1] == 2 * channels:
                 return Prediction(out[:, :channels], out[:, channels:])

@@ -17,7 +17,7 @@ from PIL import Image
 
 from fundiff.errors import UserError
 from fundiff.io.files import atomic_write
-from fundiff.io.images import load_image
+from fundiff.io.images import load_image, read_upright
 from fundiff.io.pictures import to_pil
 from fundiff.play.ops import Playground
 
@@ -92,8 +92,6 @@ class Inputs:
     @staticmethod
     def uploaded(path: str | None) -> tuple[str, str]:
         """An uploaded file, checked to be an image (one line if not), for the endpoint and for the page."""
-        from fundiff.io.images import read_upright
-
         read_upright(Inputs.image(path))
         return str(path), str(path)
 
@@ -102,8 +100,6 @@ class Inputs:
         """An uploaded image as an editor's background, to draw or paint on (enlarged to at least
         :data:`EDITOR_MIN` px by whole pixels, so a model-size image can be painted pixel by pixel); one line if the
         file is not an image."""
-        from fundiff.io.images import read_upright
-
         img = read_upright(Inputs.image(path)).convert("RGBA")
         scale = max(1, EDITOR_MIN // min(img.size))
         if scale > 1:

@@ -38,9 +38,9 @@ PAIRS = {"digits": {"anagram": ("9", "2"), "hybrid": ("0", "4")},
 judge of the data): digits 9 upright / 2 flipped in 4 of 4 images, the hybrid of 0 far / 4 near in 2 of 4 (README,
 "Illusions": pairs of round digits work; bags and trousers read in every view)."""
 NONE = "(none)"
+"""The condition choice meaning "unconditional"."""
 STRIP_EVERY = 5
 """The denoise tab's strip shows x_t every this many steps (spec 1.4: every 5th)."""
-"""The condition choice meaning "unconditional"."""
 
 
 @dataclass

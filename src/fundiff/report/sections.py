@@ -19,24 +19,25 @@ if TYPE_CHECKING:
     from fundiff.report.options import ReportOptions
 
 Results = dict[str, StageResult]
-PROFILE_TEXT = {
-    "spec": "the spec profile: every model trained with the spec's recipe exactly",
-    "smoke": "the smoke profile: tiny nets trained for one epoch, to test the page; its numbers mean nothing",
-    "tiny": "the tiny profile: one Part A section and one tiny training run, to test the report's resumption",
-}
 
 
 def quick_text() -> str:
     """The quick profile in words, from its runs' recipes."""
     r = {run.name: recipe_of(run) for run in QUICK.runs}
-    return (f"the quick profile: the spec's nets, trained with fundiff's default recipe (bf16, batch 16, EMA) for "
-            f"fewer epochs (class DDPM {r['class-ddpm'].epochs}, time DDPM {r['time-ddpm'].epochs}, time flow "
-            f"{r['time-flow'].epochs}, class flow {r['class-flow'].epochs}, its learning-rate variants "
+    c = r["class-ddpm"]
+    return (f"the quick profile: the spec's nets, trained with fundiff's default recipe ({c.precision}, batch "
+            f"{c.batch_size}, EMA) for fewer epochs (class DDPM {c.epochs}, time DDPM {r['time-ddpm'].epochs}, time "
+            f"flow {r['time-flow'].epochs}, class flow {r['class-flow'].epochs}, its learning-rate variants "
             f"{r['class-flow-constant-lr'].epochs}) and narrower single-step denoisers (D = {r['denoiser'].width}, "
             f"{r['denoiser'].epochs} epochs); under ten minutes on a 2-core CPU")
 
 
-PROFILE_TEXT["quick"] = quick_text()
+PROFILE_TEXT = {
+    "quick": quick_text(),
+    "spec": "the spec profile: every model trained with the spec's recipe exactly",
+    "smoke": "the smoke profile: tiny nets trained for one epoch, to test the page; its numbers mean nothing",
+    "tiny": "the tiny profile: one Part A section and one tiny training run, to test the report's resumption",
+}
 ENABLE_DEEPFLOYD = [
     "Accept the licences of DeepFloyd/IF-I-XL-v1.0 (or IF-I-L / IF-I-M) and DeepFloyd/IF-II-L-v1.0 on Hugging "
     "Face and log in (`huggingface-cli login`, or set HF_TOKEN).",
