@@ -42,6 +42,27 @@ def test_spec_flow_recipe(model):
     assert r.p_uncond == 0.1 and r.guidance == 5.0
 
 
+@pytest.mark.parametrize(("model", "objective"), [("time", "ddpm"), ("class", "ddpm"), ("time", "flow"),
+                                                  ("class", "flow")])
+def test_default_recipe_trains_9_epochs_with_a_cosine_lr(model, objective):
+    """The README's "Time to quality": batch 16 for 9 epochs, the lr a cosine from 1e-3 to 1e-5 (per epoch)."""
+    import torch
+
+    from fundiff.train.loop import make_scheduler
+
+    r = make_recipe(model, objective)
+    assert (r.batch_size, r.epochs, r.lr, r.lr_schedule, r.sample_epochs) == (16, 9, 1e-3, "cosine", (1, 5, 9))
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=r.lr)
+    sched, lrs = make_scheduler(opt, r), []
+    for _ in range(r.epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1e-3) and lrs == sorted(lrs, reverse=True)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert make_recipe(model, objective, epochs=4).sample_epochs == (1, 4)
+
+
 @pytest.mark.parametrize(("model", "objective"), [("denoiser", "ddpm"), ("time", "ddpm"), ("class", "ddpm"),
                                                   ("time", "flow"), ("class", "flow")])
 def test_default_recipe_keeps_the_spec_model(model, objective):

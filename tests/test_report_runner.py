@@ -111,6 +111,17 @@ def test_profiles_cover_every_run_the_reports_show():
         get_profile("fast")
 
 
+def test_learning_rate_section_compares_exponential_with_constant_in_every_profile():
+    """The default recipe's lr is cosine; the report's class flow run keeps the spec's exponential decay, so that the
+    learning-rate section compares what report 004 compared."""
+    from fundiff.report.estimate import recipe_of
+
+    for p in PROFILES.values():
+        schedules = [recipe_of(p.run(n)).lr_schedule for n in ("class-flow", "class-flow-constant-lr",
+                                                                "class-flow-constant-lr-3e-3")]
+        assert schedules == ["exponential", "constant", "constant"], p.name
+
+
 def test_time_estimate_does_not_swing_on_short_first_stages(tmp_path):
     """A 14-minute profile whose first stage (estimated 2 s) took 20 s must not read as hours left."""
     from fundiff.report.runner import Progress

@@ -26,10 +26,10 @@ def quick_text() -> str:
     r = {run.name: recipe_of(run) for run in QUICK.runs}
     c = r["class-ddpm"]
     return (f"the quick profile: the spec's nets, trained with fundiff's default recipe ({c.precision}, batch "
-            f"{c.batch_size}, EMA) for fewer epochs (class DDPM {c.epochs}, time DDPM {r['time-ddpm'].epochs}, time "
-            f"flow {r['time-flow'].epochs}, class flow {r['class-flow'].epochs}, its learning-rate variants "
-            f"{r['class-flow-constant-lr'].epochs}) and narrower single-step denoisers (D = {r['denoiser'].width}, "
-            f"{r['denoiser'].epochs} epochs); under ten minutes on a 2-core CPU")
+            f"{c.batch_size}, {c.lr_schedule} lr, EMA) for fewer epochs (class DDPM {c.epochs}, time DDPM "
+            f"{r['time-ddpm'].epochs}, time flow {r['time-flow'].epochs}, class flow {r['class-flow'].epochs}, its "
+            f"learning-rate variants {r['class-flow-constant-lr'].epochs}) and narrower single-step denoisers "
+            f"(D = {r['denoiser'].width}, {r['denoiser'].epochs} epochs); under ten minutes on a 2-core CPU")
 
 
 PROFILE_TEXT = {
