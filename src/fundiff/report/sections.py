@@ -27,7 +27,8 @@ def quick_text() -> str:
     c = r["class-ddpm"]
     return (f"the quick profile: the spec's nets, trained with fundiff's default recipe ({c.precision}, batch "
             f"{c.batch_size}, {c.lr_schedule} lr, EMA) for fewer epochs (class DDPM {c.epochs}, time DDPM "
-            f"{r['time-ddpm'].epochs}, time flow {r['time-flow'].epochs}, class flow {r['class-flow'].epochs}, its "
+            f"{r['time-ddpm'].epochs}, time flow {r['time-flow'].epochs}, class flow {r['class-flow'].epochs} "
+            f"({r['class-flow'].lr_schedule} lr), its "
             f"learning-rate variants {r['class-flow-constant-lr'].epochs}) and narrower single-step denoisers "
             f"(D = {r['denoiser'].width}, {r['denoiser'].epochs} epochs); under ten minutes on a 2-core CPU")
 
