@@ -25,12 +25,12 @@ def quick_text() -> str:
     """The quick profile in words, from its runs' recipes."""
     r = {run.name: recipe_of(run) for run in QUICK.runs}
     c = r["class-ddpm"]
+    f = r["class-flow"]
     return (f"the quick profile: the spec's nets, trained with fundiff's default recipe ({c.precision}, batch "
             f"{c.batch_size}, {c.lr_schedule} lr, EMA) for fewer epochs (class DDPM {c.epochs}, time DDPM "
-            f"{r['time-ddpm'].epochs}, time flow {r['time-flow'].epochs}, class flow {r['class-flow'].epochs} "
-            f"({r['class-flow'].lr_schedule} lr), its "
-            f"learning-rate variants {r['class-flow-constant-lr'].epochs}) and narrower single-step denoisers "
-            f"(D = {r['denoiser'].width}, {r['denoiser'].epochs} epochs); under ten minutes on a 2-core CPU")
+            f"{r['time-ddpm'].epochs}, time flow {r['time-flow'].epochs}, class flow {f.epochs} ({f.lr_schedule} "
+            f"lr), its learning-rate variants {r['class-flow-constant-lr'].epochs}) and narrower single-step "
+            f"denoisers (D = {r['denoiser'].width}, {r['denoiser'].epochs} epochs); under ten minutes on a 2-core CPU")
 
 
 PROFILE_TEXT = {

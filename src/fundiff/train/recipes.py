@@ -174,11 +174,11 @@ def _default(model: str, objective: str) -> Recipe:
     near the full lr than the spec's exponential decay, and ends lower); they keep an EMA of the weights (decay
     0.998, warmed up: min(0.998, (1 + n) / (10 + n)) after n steps, below 0.998 for 4,490 steps, so in 9 epochs of
     282 steps the warm-up sets it, 0.996 at the end) and sample with it. DDPM nets weight the noise loss by min-SNR-5,
-    flow nets draw logit-normal times. Sampling clamps x0_hat to the data range [0, 1],
-    applies CFG only at noise levels t/T in [0.5, 0.9] (guidance interval; the conditional estimate elsewhere; for
-    flow the same signal-to-noise ratios, :data:`FLOW_GUIDANCE_INTERVAL`), which brings the over-bold strokes of
-    gamma = 5 back to real digits', and uses DPM-Solver++(2M) in 20 steps. The nets
-    and the training objectives' targets stay the spec's.
+    flow nets draw logit-normal times. Sampling clamps x0_hat to the data range [0, 1], applies CFG only at noise
+    levels t/T in [0.5, 0.9] (guidance interval; the conditional estimate elsewhere; for flow the same
+    signal-to-noise ratios, :data:`FLOW_GUIDANCE_INTERVAL`), which brings the over-bold strokes of gamma = 5 back to
+    real digits', and uses DPM-Solver++(2M) in 20 steps. The nets and the training objectives' targets stay the
+    spec's.
     """
     base = replace(_spec(model, objective), recipe="default", precision="bf16")
     if model == "denoiser":
