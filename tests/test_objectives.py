@@ -8,7 +8,14 @@ from torch import nn
 
 from fundiff.core.schedule import linear_schedule
 from fundiff.nets.unet import UNet, UNetConfig
-from fundiff.train.loop import batch_loss, ema_update, epoch_generator, make_scheduler
+from fundiff.train.loop import (
+    batch_loss,
+    ema_update,
+    ema_warmup_note,
+    ema_warmup_steps,
+    epoch_generator,
+    make_scheduler,
+)
 from fundiff.train.objectives import ddpm_loss, denoiser_loss, flow_loss, one_hot_with_dropout
 from fundiff.train.recipes import make_recipe
 
@@ -122,6 +129,20 @@ def test_ema_update_warmup_and_buffers():
     ema_update(ema, net, 0.5, step=10**6)  # late: d = decay
     for p in ema.parameters():
         torch.testing.assert_close(p, torch.full_like(p, 1 - 0.5 * 2 / 11))
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.9, 0.99, 0.995, 0.998, 0.999, 0.9999])
+def test_ema_warmup_steps_is_the_first_step_that_reaches_the_decay(decay):
+    n = ema_warmup_steps(decay)
+    assert (1 + n) / (10 + n) >= decay
+    assert n == 0 or n / (9 + n) < decay  # step n - 1 falls short
+
+
+def test_ema_warmup_note_says_when_the_decay_is_never_reached():
+    assert ema_warmup_steps(0.998) == 4490
+    note = ema_warmup_note(0.999, 2538)  # the default's 9 epochs of 282 steps
+    assert "never reached" in note and "8,990 steps" in note and "2,538" in note and "0.9965" in note
+    assert ema_warmup_note(0.5, 100) is None and ema_warmup_note(0.0, 5) is None
 
 
 @pytest.mark.parametrize(("schedule", "final"), [("exponential", 0.1), ("cosine", 0.01), ("constant", 1.0)])

@@ -126,6 +126,28 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, small_digits)
     assert not tensors_equal(w["a"], w["c"])
 
 
+def test_an_ema_decay_the_warmup_never_reaches_gives_the_same_weights(tmp_path, small_digits):
+    """What ``fundiff train``'s note says: 2 epochs of 4 steps end the warm-up's decay at 9 / 18 = 0.5, so 0.9 and
+    0.99 give the same EMA, bit for bit, and 0.3 (reached at step 3) another one."""
+    w = {}
+    for decay in (0.9, 0.99, 0.3):
+        train_run(tiny_recipe("class", "ddpm", ema_decay=decay), tmp_path / str(decay), small_digits)
+        w[decay] = load_file(tmp_path / str(decay) / "weights" / "epoch_002.safetensors")
+    assert tensors_equal(w[0.9], w[0.99])
+    assert not tensors_equal(w[0.9], w[0.3])
+
+
+def test_train_says_when_its_ema_decay_is_never_reached(tmp_path, capsys):
+    from fundiff.train.session import run_train
+
+    small = dict(width=4, epochs=1, batch_size=512, precision="fp32")
+    run_train("class", "ddpm", "default", {**small, "ema_decay": 0.99}, None, None, tmp_path / "a", False, "cpu")
+    out = capsys.readouterr().out
+    assert "--ema-decay 0.99 is never reached" in out and "890 steps and this run takes 9" in out
+    run_train("class", "ddpm", "default", {**small, "ema_decay": 0.5}, None, None, tmp_path / "b", False, "cpu")
+    assert "never reached" not in capsys.readouterr().out
+
+
 def test_on_epoch_is_called_at_sample_epochs(tmp_path, small_digits):
     seen = []
     train_run(tiny_recipe("time", "ddpm", epochs=3, sample_epochs=(2,), batch_size=128), tmp_path, small_digits,

@@ -50,6 +50,23 @@ def ema_update(ema: UNet, net: UNet, decay: float, step: int) -> None:
         be.copy_(b)
 
 
+def ema_warmup_steps(decay: float) -> int:
+    """The first step n at which the warm-up (1 + n) / (10 + n) reaches ``decay``: n = ceil((10 d - 1) / (1 - d))
+    (4,490 for 0.998)."""
+    return max(0, math.ceil(round((10 * decay - 1) / (1 - decay), 6)))
+
+
+def ema_warmup_note(decay: float, steps: int) -> str | None:
+    """What to tell a user whose ``--ema-decay`` the run's ``steps`` never reach (None when they do, or no EMA)."""
+    if decay <= 0 or steps >= ema_warmup_steps(decay):
+        return None
+    end = (1 + steps) / (10 + steps)
+    return (f"note: --ema-decay {decay:g} is never reached: the EMA's warm-up, decay min({decay:g}, (1 + n) / (10 + n))"
+            f" at step n, gets there after {ema_warmup_steps(decay):,} steps and this run takes {steps:,} (the decay "
+            f"ends at {end:.4f}), so any --ema-decay from {end:.4f} up gives the same weights; more epochs average "
+            "longer")
+
+
 def batch_loss(net: UNet, recipe: Recipe, x: torch.Tensor, y: torch.Tensor, g: torch.Generator,
                shard: slice | None = None) -> torch.Tensor:
     """The recipe's objective on one batch (with ``shard``: this process's share of it)."""

@@ -8,6 +8,7 @@ rerun, with or without --resume, deletes those and starts over. Folders holding 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from fundiff.progress import quiet, say
 from fundiff.train import checkpoint as ckpt
 from fundiff.train import distributed
 from fundiff.train.data import DATASETS, FOLDER, Digits, folder_or_name, load_data, load_digits
-from fundiff.train.loop import Trainer
+from fundiff.train.loop import Trainer, ema_warmup_note
 from fundiff.train.preview import loss_plot, preview
 from fundiff.train.recipes import DIGIT_SHAPE, Recipe, make_recipe
 
@@ -79,6 +80,11 @@ def _train(model: str, objective: str, recipe_name: str, named: dict, overrides:
     _check_shardable(recipe, ranks)
     trainer = Trainer(recipe, out, data, device, on_epoch=_draw, data_dir=data_dir, download=download, ranks=ranks)
     say(f"train split: {len(trainer.train_set)} images; held out: {len(trainer.held_out)} (never trained on)")
+    if "ema_decay" in overrides and state != "resume":
+        steps = math.ceil(len(trainer.train_set) / recipe.batch_size) * recipe.epochs
+        note = ema_warmup_note(recipe.ema_decay, steps)
+        if note:
+            say(note)
     if ranks.distributed:
         say(f"{ranks.world} processes (DDP, {'NCCL' if device.type == 'cuda' else 'gloo'}): each trains its "
             f"part of every batch of {recipe.batch_size}")
