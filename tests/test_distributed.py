@@ -24,8 +24,10 @@ from helpers import write_idx
 from fundiff.train import checkpoint as ckpt
 from fundiff.train.distributed import Ranks
 
-ARGS = ["class", "--width", "8", "--epochs", "2", "--batch-size", "16", "--precision", "fp32", "--sample-epochs", "2",
-        "--holdout-per-class", "10"]
+ARGS = ["class", "--width", "8", "--epochs", "2", "--batch-size", "16", "--lr-schedule", "exponential", "--precision",
+        "fp32", "--sample-epochs", "2", "--holdout-per-class", "10"]
+"""The exponential lr these tolerances were set with (the default's cosine keeps epoch 2's lr higher, 5.05e-4 against
+3.16e-4, and the two runs' float rounding then drifts to 1.2e-5 in the nets' outputs)."""
 
 
 def _env() -> dict:

@@ -53,9 +53,9 @@ def test_tiny_run_writes_its_files(tmp_path, small_digits):
     assert len(rows) == steps and [int(x["step"]) for x in rows] == list(range(1, steps + 1))
     assert {int(x["epoch"]) for x in rows} == {1, 2}
     assert all(math.isfinite(float(x["loss"])) for x in rows)
-    # the lr of epoch 2 is the spec's exponential decay of epoch 1's
+    # the lr of epoch 2 is halfway down the default's cosine from lr to lr / 100 over 2 epochs
     lrs = {int(x["epoch"]): float(x["lr"]) for x in rows}
-    assert lrs[2] == pytest.approx(lrs[1] * 0.1 ** (1 / 2), rel=1e-5)
+    assert lrs[2] == pytest.approx(lrs[1] / 100 + (lrs[1] - lrs[1] / 100) * (1 + math.cos(math.pi / 2)) / 2, rel=1e-5)
     assert read_losses(tmp_path)[-1][0] == steps
     state, recipe, epoch = read_weights(tmp_path / "weights" / "epoch_002.safetensors")
     assert recipe == r and epoch == 2
