@@ -41,17 +41,22 @@ def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
 
 
+def ema_warmup(step: int) -> float:
+    """The EMA's warm-up ceiling on its decay after ``step`` steps: (1 + step) / (10 + step)."""
+    return (1 + step) / (10 + step)
+
+
 @torch.no_grad()
 def ema_update(ema: UNet, net: UNet, decay: float, step: int) -> None:
-    """ema <- d ema + (1 - d) net with warm-up d = min(decay, (1 + step) / (10 + step)); buffers copied."""
-    d = min(decay, (1 + step) / (10 + step))
+    """ema <- d ema + (1 - d) net with warm-up d = min(decay, :func:`ema_warmup` (step)); buffers copied."""
+    d = min(decay, ema_warmup(step))
     torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - d)  # one fused call (as swa_utils does)
     for be, b in zip(ema.buffers(), net.buffers()):
         be.copy_(b)
 
 
 def ema_warmup_steps(decay: float) -> int:
-    """The first step n at which the warm-up (1 + n) / (10 + n) reaches ``decay``: n = ceil((10 d - 1) / (1 - d))
+    """The first step n at which :func:`ema_warmup` (n) reaches ``decay``: n = ceil((10 d - 1) / (1 - d))
     (4,490 for 0.998)."""
     return max(0, math.ceil(round((10 * decay - 1) / (1 - decay), 6)))
 
@@ -60,7 +65,7 @@ def ema_warmup_note(decay: float, steps: int) -> str | None:
     """What to tell a user whose ``--ema-decay`` the run's ``steps`` never reach (None when they do, or no EMA)."""
     if decay <= 0 or steps >= ema_warmup_steps(decay):
         return None
-    end = (1 + steps) / (10 + steps)
+    end = ema_warmup(steps)
     return (f"note: --ema-decay {decay:g} is never reached: the EMA's warm-up, decay min({decay:g}, (1 + n) / (10 + n))"
             f" at step n, gets there after {ema_warmup_steps(decay):,} steps and this run takes {steps:,} (the decay "
             f"ends at {end:.4f}), so any --ema-decay from {end:.4f} up gives the same weights; more epochs average "
@@ -176,9 +181,8 @@ class Trainer:
             self.save("running")
         elif self.resumed and self._is_sample_epoch(self.epoch) and self.on_epoch is not None and self.ranks.main:
             self.on_epoch(self, self.epoch)  # a kill may have come between its checkpoint and its pictures
-        total = math.ceil(len(self.train_set) / r.batch_size) * r.epochs
-        bar = tqdm(total=total, initial=self.step, disable=not self.progress, unit="batch", dynamic_ncols=True,
-                   desc=f"train {r.model}/{r.objective}")
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="batch",
+                   dynamic_ncols=True, desc=f"train {r.model}/{r.objective}")
         try:
             while self.epoch < r.epochs:
                 self.train_epoch(bar)
@@ -186,6 +190,11 @@ class Trainer:
             bar.close()  # also on an error: its message then starts on a line of its own
         self.save("done")
         return self.info("done")
+
+    @property
+    def total_steps(self) -> int:
+        """The optimizer steps of the whole run: batches per epoch times epochs."""
+        return math.ceil(len(self.train_set) / self.recipe.batch_size) * self.recipe.epochs
 
     def train_epoch(self, bar: tqdm | None = None) -> None:
         """One epoch: its batches, the LR step, its weights (a sample epoch), checkpoint and pictures."""

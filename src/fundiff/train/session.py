@@ -8,7 +8,6 @@ rerun, with or without --resume, deletes those and starts over. Folders holding 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -81,8 +80,7 @@ def _train(model: str, objective: str, recipe_name: str, named: dict, overrides:
     trainer = Trainer(recipe, out, data, device, on_epoch=_draw, data_dir=data_dir, download=download, ranks=ranks)
     say(f"train split: {len(trainer.train_set)} images; held out: {len(trainer.held_out)} (never trained on)")
     if "ema_decay" in overrides and state != "resume":
-        steps = math.ceil(len(trainer.train_set) / recipe.batch_size) * recipe.epochs
-        note = ema_warmup_note(recipe.ema_decay, steps)
+        note = ema_warmup_note(recipe.ema_decay, trainer.total_steps)
         if note:
             say(note)
     if ranks.distributed:
