@@ -6,16 +6,22 @@ limit the machine's matmul peak sets: peak FLOP/s (a square matmul, fp32 and bf1
 divided by the net's FLOPs per image (counted by ``torch.utils.flop_counter``: forward and backward for
 training, one forward for a sampling step).
 
-    python bench/speed.py [--width 64] [--batch 64] [--rounds 3]
+    python bench/speed.py [--width 64] [--batch 64] [--rounds 3] [--compile] [--training-only]
+
+A second table replaces the net's BatchNorms, GELUs or both by identities (the FLOPs stay the same): what the
+convolution kernels alone reach on this machine, the ceiling of any fusion of the rest.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import tempfile
 import time
 
 import torch
+from torch import nn
 
 from fundiff import parta
 from fundiff.core.sampling import Sampling
@@ -26,9 +32,22 @@ from fundiff.train.recipes import make_recipe
 DEFAULT = make_recipe("class")
 
 
-def train_variant(width: int, batch: int, channels_last: bool, bf16: bool, fused: bool = False):
+def without(net: nn.Module, kinds: tuple[type, ...]) -> nn.Module:
+    """``net`` with every layer of the given kinds replaced by an identity (the FLOPs stay those of the convolutions
+    and linears: the flop counter counts nothing else)."""
+    for parent in list(net.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, kinds):
+                setattr(parent, name, nn.Identity())
+    return net
+
+
+def train_variant(width: int, batch: int, channels_last: bool, bf16: bool, fused: bool = False,
+                  drop: tuple[type, ...] = (), compiled: bool = False):
+    """One optimizer step of the class net; ``drop``: layer kinds replaced by identities (see :func:`without`);
+    ``compiled``: the net through ``torch.compile`` (inductor)."""
     torch.manual_seed(0)
-    net = UNet(UNetConfig(width, "class"))
+    net = without(UNet(UNetConfig(width, "class")), drop)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), 1e-3, fused=fused or None)
@@ -36,10 +55,11 @@ def train_variant(width: int, batch: int, channels_last: bool, bf16: bool, fused
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     t, c = torch.rand(batch), torch.eye(10)[torch.arange(batch) % 10]
+    forward = torch.compile(net) if compiled else net
 
     def step() -> int:
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            loss = (net(x, t, c).float() - x).pow(2).mean()
+            loss = (forward(x, t, c).float() - x).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -85,15 +105,18 @@ def sample_variant(width: int, n: int, sampler: str, steps: int, channels_last: 
     return run, lambda: calls[0] / images[0]
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
-    """The best FLOP/s of an n x n matmul (2 n^3 FLOPs) in ``dtype`` over ``seconds``."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm-up
-    best, t_end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        a @ b
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0))
+def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048, 4096), seconds: float = 2.0) -> float:
+    """The machine's matmul peak in ``dtype``: the best FLOP/s of one n x n matmul (2 n^3 FLOPs), over ``seconds``
+    of calls at each size n in ``sizes`` (the best size differs between machines and days)."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b  # warm-up
+        t_end = time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t0))
     return best
 
 
@@ -148,6 +171,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=20, help="images per sampling batch")
     ap.add_argument("--batches", default="1,16,128,1024", help="images asked for seconds per image ('' = skip)")
     ap.add_argument("--chunks", default="32,64,128,256,512", help="chunk sizes to compare ('' = none)")
+    ap.add_argument("--compile", action="store_true", help="also time the default path through torch.compile")
+    ap.add_argument("--training-only", action="store_true", help="stop after the training measurements")
     ap.add_argument("--chunk-images", type=int, default=512, help="images sampled for the chunk comparison")
     a = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, width {a.width}")
@@ -164,8 +189,11 @@ def main() -> None:
         f"the default path, batch {DEFAULT.batch_size} (bf16)": train_variant(a.width, DEFAULT.batch_size, True, True,
                                                                              True),
     }
-    report(f"training, batch {a.batch}", measure(train, a.rounds, a.seconds), "fp32",
-           {k: p / train_flops for k, p in peak.items()})
+    limit = {k: p / train_flops for k, p in peak.items()}
+    report(f"training, batch {a.batch}", measure(train, a.rounds, a.seconds), "fp32", limit)
+    kernels(a.width, a.batch, a.rounds, a.seconds, limit, a.compile)
+    if a.training_only:
+        return
     n = a.samples
     variants = {
         "DDPM-300, fp32": (n, "ddpm", 300, False),
@@ -188,6 +216,29 @@ def main() -> None:
     if a.batches:
         batch_sizes(a.width, [int(b) for b in a.batches.split(",")],
                     [int(c) for c in a.chunks.split(",") if c], a.chunk_images)
+
+
+def kernels(width: int, batch: int, rounds: int, seconds: float, limit: dict[str, float], compiled: bool) -> None:
+    """The ceiling this net's convolution kernels set: the default path (bf16, channels_last, fused Adam) with its
+    BatchNorms, its GELUs, or both replaced by identities, at the default batch and at ``batch``. The same FLOPs
+    (the flop counter counts convolutions and matmuls only), so what is left is the convolutions' own speed.
+    ``compiled``: also the default path through ``torch.compile``, compiled into an empty cache first (timed)."""
+    variants = {}
+    if compiled:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="fundiff-inductor-")
+        t0 = time.perf_counter()
+        step = train_variant(width, DEFAULT.batch_size, True, True, True, compiled=True)
+        step(), step()
+        print(f"\ntorch.compile (inductor) of the default path: {time.perf_counter() - t0:.0f} s to compile "
+              f"into an empty cache")
+        variants[f"the default path + torch.compile, batch {DEFAULT.batch_size} (bf16)"] = step
+    for b in (DEFAULT.batch_size, batch):
+        for name, drop in [("the default path", ()), ("without BatchNorm", (nn.BatchNorm2d,)),
+                           ("without GELU", (nn.GELU,)), ("convolutions only", (nn.BatchNorm2d, nn.GELU))]:
+            variants[f"{name}, batch {b} (bf16)"] = train_variant(width, b, True, True, True, drop)
+    rates = measure(variants, rounds, seconds)
+    report("the ceiling of the convolution kernels (layers replaced by identities, same FLOPs)", rates,
+           f"the default path, batch {DEFAULT.batch_size} (bf16)", limit)
 
 
 def batch_sizes(width: int, sizes: list[int], chunks: list[int], chunk_images: int) -> None:
