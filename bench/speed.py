@@ -222,7 +222,7 @@ def kernels(width: int, batch: int, rounds: int, seconds: float, limit: dict[str
     """The ceiling this net's convolution kernels set: the default path (bf16, channels_last, fused Adam) with its
     BatchNorms, its GELUs, or both replaced by identities, at the default batch and at ``batch``. The same FLOPs
     (the flop counter counts convolutions and matmuls only), so what is left is the convolutions' own speed, with
-    the concatenations, the bf16 casts and the optimizer step (a few percent of a step).
+    the concatenations, the bf16 casts and the optimizer step that every variant keeps.
     ``compiled``: also the default path through ``torch.compile``, compiled into an empty cache first (timed)."""
     variants = {}
     if compiled:
