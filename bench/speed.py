@@ -9,7 +9,8 @@ training, one forward for a sampling step).
     python bench/speed.py [--width 64] [--batch 64] [--rounds 3] [--compile] [--training-only]
 
 A second table replaces the net's BatchNorms, GELUs or both by identities (the FLOPs stay the same): what the
-convolution kernels alone reach on this machine, the ceiling of any fusion of the rest.
+convolution kernels alone reach on this machine, the ceiling of any fusion of the rest; the sampling table ends with
+the default sampler on such nets.
 """
 
 from __future__ import annotations
@@ -85,11 +86,11 @@ def counting(model):
 
 
 def sample_variant(width: int, n: int, sampler: str, steps: int, channels_last: bool, precision: str = "fp32",
-                   interval: tuple[float, float] = (0.0, 1.0)):
+                   interval: tuple[float, float] = (0.0, 1.0), drop: tuple[type, ...] = ()):
     """A sampling run of ``n`` images with CFG 5 (returns the image count), and a function that gives the net calls
-    per image over the runs so far."""
+    per image over the runs so far; ``drop``: layer kinds replaced by identities (see :func:`without`)."""
     recipe = make_recipe("class", width=width, precision=precision, guidance_interval=interval)
-    net = UNet(UNetConfig(width, "class")).eval()
+    net = without(UNet(UNetConfig(width, "class")), drop).eval()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     model, calls = counting(fundiff_model(net, recipe, "bench", torch.device("cpu")))
@@ -202,6 +203,9 @@ def main() -> None:
         "DDPM-300, bf16 + interval": (n, "ddpm", 300, True, "bf16", (0.5, 0.9)),
         "DDIM-50, bf16 + interval": (n, "ddim", 50, True, "bf16", (0.5, 0.9)),
         "DPM-Solver++(2M)-20, bf16 + interval (default)": (n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9)),
+        "... the default without BatchNorm, bf16": (n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9), (nn.BatchNorm2d,)),
+        "... the default, convolutions only, bf16": (n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9),
+                                                     (nn.BatchNorm2d, nn.GELU)),
     }
     made = {k: sample_variant(a.width, *v) for k, v in variants.items()}
     rates = measure({k: fn for k, (fn, _) in made.items()}, a.rounds, a.seconds)
