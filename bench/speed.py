@@ -31,6 +31,9 @@ from fundiff.nets.unet import UNet, UNetConfig
 from fundiff.train.recipes import make_recipe
 
 DEFAULT = make_recipe("class")
+STRIPPED = {"without BatchNorm": (nn.BatchNorm2d,), "without GELU": (nn.GELU,),
+            "convolutions only": (nn.BatchNorm2d, nn.GELU)}
+"""Layer kinds replaced by identities (:func:`without`) in the ceiling's variants."""
 
 
 def without(net: nn.Module, kinds: tuple[type, ...]) -> nn.Module:
@@ -203,9 +206,8 @@ def main() -> None:
         "DDPM-300, bf16 + interval": (n, "ddpm", 300, True, "bf16", (0.5, 0.9)),
         "DDIM-50, bf16 + interval": (n, "ddim", 50, True, "bf16", (0.5, 0.9)),
         "DPM-Solver++(2M)-20, bf16 + interval (default)": (n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9)),
-        "... the default without BatchNorm, bf16": (n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9), (nn.BatchNorm2d,)),
-        "... the default, convolutions only, bf16": (n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9),
-                                                     (nn.BatchNorm2d, nn.GELU)),
+        **{f"... the default, {name}, bf16": (n, "dpmpp-2m", 20, True, "bf16", (0.5, 0.9), STRIPPED[name])
+           for name in ("without BatchNorm", "convolutions only")},
     }
     made = {k: sample_variant(a.width, *v) for k, v in variants.items()}
     rates = measure({k: fn for k, (fn, _) in made.items()}, a.rounds, a.seconds)
@@ -238,8 +240,7 @@ def kernels(width: int, batch: int, rounds: int, seconds: float, limit: dict[str
               f"into an empty cache")
         variants[f"the default path + torch.compile, batch {DEFAULT.batch_size} (bf16)"] = step
     for b in (DEFAULT.batch_size, batch):
-        for name, drop in [("the default path", ()), ("without BatchNorm", (nn.BatchNorm2d,)),
-                           ("without GELU", (nn.GELU,)), ("convolutions only", (nn.BatchNorm2d, nn.GELU))]:
+        for name, drop in {"the default path": (), **STRIPPED}.items():
             variants[f"{name}, batch {b} (bf16)"] = train_variant(width, b, True, True, True, drop)
     rates = measure(variants, rounds, seconds)
     report("the ceiling of the convolution kernels (layers replaced by identities, same FLOPs)", rates,
