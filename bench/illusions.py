@@ -3,6 +3,7 @@ sampler variants, on all 90 ordered pairs of different classes, read by the cach
 
     python bench/illusions.py                     # every variant, 1 image per pair (about 2 min per variant here)
     python bench/illusions.py anagram-cfg10 hybrid-sigma-1.75 --per-pair 2 --model digits
+    python bench/illusions.py anagram-default anagram-cfg5 --view rotate_90
 
 Each variant prints one JSON line: the rates (upright / viewed / both at once for anagrams; near, far as shrunk
 to a third, far as the low-pass copy, and both for hybrids) with the 95% Wilson interval of the headline rate.
@@ -12,7 +13,10 @@ the other view's class), ``anagram-alternate`` denoises one view per step instea
 ``anagram-resample-4`` renoises and denoises each step 4 times (RePaint's resampling, an MCMC corrector for
 the product of the views), ``anagram-best-of-4`` draws 4 anagrams per pair and keeps the one the model itself
 reads best in both views (a diffusion classifier: the class whose noise prediction fits best at 5 noise
-levels; the judge is not asked), and prints also the oracle (any of the 4 read right).
+levels; the judge is not asked), and prints also the oracle (any of the 4 read right);
+``anagram-clean-image-mean`` averages the views' clipped clean-image estimates instead of their noise estimates,
+``anagram-guidance-*`` applies CFG only on that range of t/T, and ``anagram-plain-defaults`` samples with the
+model card's plain settings (DPM-Solver++(2M), 20 steps, CFG 5 on t/T in [0.5, 0.9] for the digits).
 ``--model`` also takes a run folder or weights file. Hybrids are read near by the judge and far by the far
 judge (``fundiff judge train --far``), which reads real digits shrunk to 9 px as well as sharp ones.
 """
@@ -54,6 +58,11 @@ ANAGRAMS = {
     "anagram-ddim": {"sampler": "ddim"},
     "anagram-resample-4": {"resample": 4},
     "anagram-best-of-4": {"best_of": 4},
+    "anagram-guidance-0.5-1": {"interval": (0.5, 1.0)},
+    "anagram-guidance-0-0.5": {"interval": (0.0, 0.5)},
+    "anagram-clean-image-mean": {"x0_mean": True},
+    "anagram-dpmpp-20": {"sampler": "dpmpp-2m", "steps": 20},
+    "anagram-plain-defaults": {"sampler": "dpmpp-2m", "steps": 20, "guidance": 5.0, "interval": (0.5, 0.9)},
 }
 HYBRIDS = {f"hybrid-sigma-{s:g}": {"sigma": s} for s in (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)}
 HYBRIDS["hybrid-sigma-1.75-cfg5"] = {"sigma": 1.75, "guidance": 5.0}
@@ -63,8 +72,8 @@ HYBRIDS["hybrid-block-4-cfg5"] = {"block": 4, "guidance": 5.0}
 def _sampling(cfg: dict) -> Sampling:
     steps, stride = cfg.get("steps", BASE["steps"]), cfg.get("stride")
     return Sampling(sampler=cfg.get("sampler", "ddpm"), steps=steps, stride=stride,
-                    variance=cfg.get("variance", BASE["variance"]),
-                    clip=True, guidance=cfg.get("guidance", BASE["guidance"]), guidance_interval=(0.0, 1.0))
+                    variance=cfg.get("variance", BASE["variance"]), clip=True,
+                    guidance=cfg.get("guidance", BASE["guidance"]), guidance_interval=cfg.get("interval", (0.0, 1.0)))
 
 
 def _negative(model, cond, other, gamma: float, weight: float) -> Denoiser:
@@ -87,6 +96,22 @@ def _alternate(fns: list[Denoiser], views: list[View]) -> Denoiser:
         count[0] += 1
         p = fns[i](views[i].view(x), k)
         return p.with_value(views[i].inverse_view(p.value), p.variance)
+
+    return fn
+
+
+def _clean_image_mean(model, fns: list[Denoiser], views: list[View]) -> Denoiser:
+    """The views combined in clean-image space: x0_i = clip((v_i(x_t) - sqrt(1 - abar) eps_i) / sqrt(abar)),
+    x0 = (1/n) sum_i v_i^-1(x0_i), eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar) (the noise-space mean, spec 1.8,
+    is the same before clipping)."""
+    lo, hi = model.value_range
+
+    def fn(x: torch.Tensor, k: torch.Tensor) -> Output:
+        abar = model.schedule.abar(k).to(x.dtype).view(-1, 1, 1, 1)
+        preds = [f(v.view(x), k) for f, v in zip(fns, views)]
+        x0 = torch.stack([v.inverse_view(((v.view(x) - (1 - abar).sqrt() * p.value) / abar.sqrt()).clamp(lo, hi))
+                          for p, v in zip(preds, views)]).mean(0)
+        return preds[0].with_value((x - abar.sqrt() * x0) / (1 - abar).sqrt(), preds[0].variance)
 
     return fn
 
@@ -133,15 +158,24 @@ def anagram_variant(model, judge, cfg: dict, a: list[int], b: list[int], seed: i
         return best_of(model, judge, cfg, a, b, seed)
     s = ops.settings(model, _sampling(cfg), illusion=True)
     views = [make_view("identity", 28), make_view(cfg.get("view", "flip"), 28)]
+    if cfg.get("x0_mean"):
+        fns = [ops.guided(model, c, s) for c in (a, b)]
+        return _read_anagram(model, judge, views, _clean_image_mean(model, fns, views), s, a, b, seed)
     if cfg.get("negative"):
         fns = [_negative(model, a, b, s.guidance, cfg["negative"]), _negative(model, b, a, s.guidance, cfg["negative"])]
     else:
         fns = [ops.guided(model, c, s) for c in (a, b)]
     fn = _alternate(fns, views) if cfg.get("alternate") else anagram_denoiser(fns, views)
+    return _read_anagram(model, judge, views, fn, s, a, b, seed, cfg.get("resample"))
+
+
+def _read_anagram(model, judge, views: list[View], fn: Denoiser, s: Sampling, a: list[int], b: list[int], seed: int,
+                  resample: int | None = None) -> dict:
+    """Sample the anagrams of ``fn`` from seeded noise and read them upright (class a) and viewed (class b)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(len(a), 1, 28, 28, generator=g)
-    if cfg.get("resample"):
-        out = ops._out(model, _resampled(model, fn, x, s, g, cfg["resample"]))
+    if resample:
+        out = ops._out(model, _resampled(model, fn, x, s, g, resample))
     else:
         out = ops._out(model, ops.sample(model, fn, x, ops.timesteps(model, s), s, g))
     up, viewed = predict(judge, out) == torch.tensor(a), predict(judge, views[1].view(out)) == torch.tensor(b)
@@ -204,6 +238,7 @@ def main() -> None:
     ap.add_argument("--model", default="digits")
     ap.add_argument("--per-pair", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--view", default="flip", help="the anagram variants' second view (default flip)")
     args = ap.parse_args()
     model = load_diffusion_model(args.model, "cpu")
     data = model.info["recipe"]["data"]
@@ -213,6 +248,7 @@ def main() -> None:
     a, b = [p[0] for p in pairs], [p[1] for p in pairs]
     for name in args.names or list(variants):
         fn, cfg = variants[name]
+        cfg = {"view": args.view, **cfg} if fn is anagram_variant else cfg
         t0 = time.perf_counter()
         rates = fn(model, (judge, far_judge) if fn is hybrid_variant else judge, cfg, a, b, args.seed)
         print(json.dumps({"variant": name, **cfg, "images": len(a), **rates,
