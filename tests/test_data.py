@@ -178,4 +178,3 @@ def test_split_holdout_needs_enough_images():
         split_holdout(d, per_class=2)
     train, held = split_holdout(d, per_class=1)
     assert len(train) == len(held) == 10
-
