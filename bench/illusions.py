@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from fundiff import parta as ops
 from fundiff.core.bands import hybrid_denoiser
 from fundiff.core.contract import Denoiser, Output
-from fundiff.core.loop import level_tensor, make_step
+from fundiff.core.loop import level_tensor, make_step, predict_x0
 from fundiff.core.sampling import Sampling
 from fundiff.core.views import View, anagram_denoiser, make_view
 from fundiff.evaluate.judge import predict
@@ -54,7 +54,6 @@ ANAGRAMS = {
     "anagram-300-steps": {"steps": 300},
     "anagram-negative": {"guidance": 5.0, "negative": 3.0},
     "anagram-alternate": {"alternate": True},
-    "anagram-rotate_90": {"view": "rotate_90"},
     "anagram-ddim": {"sampler": "ddim"},
     "anagram-resample-4": {"resample": 4},
     "anagram-best-of-4": {"best_of": 4},
@@ -109,7 +108,7 @@ def _clean_image_mean(model, fns: list[Denoiser], views: list[View]) -> Denoiser
     def fn(x: torch.Tensor, k: torch.Tensor) -> Output:
         abar = model.schedule.abar(k).to(x.dtype).view(-1, 1, 1, 1)
         preds = [f(v.view(x), k) for f, v in zip(fns, views)]
-        x0 = torch.stack([v.inverse_view(((v.view(x) - (1 - abar).sqrt() * p.value) / abar.sqrt()).clamp(lo, hi))
+        x0 = torch.stack([v.inverse_view(predict_x0(v.view(x), p.value, abar).clamp(lo, hi))
                           for p, v in zip(preds, views)]).mean(0)
         return preds[0].with_value((x - abar.sqrt() * x0) / (1 - abar).sqrt(), preds[0].variance)
 
@@ -158,14 +157,14 @@ def anagram_variant(model, judge, cfg: dict, a: list[int], b: list[int], seed: i
         return best_of(model, judge, cfg, a, b, seed)
     s = ops.settings(model, _sampling(cfg), illusion=True)
     views = [make_view("identity", 28), make_view(cfg.get("view", "flip"), 28)]
-    if cfg.get("x0_mean"):
-        fns = [ops.guided(model, c, s) for c in (a, b)]
-        return _read_anagram(model, judge, views, _clean_image_mean(model, fns, views), s, a, b, seed)
     if cfg.get("negative"):
         fns = [_negative(model, a, b, s.guidance, cfg["negative"]), _negative(model, b, a, s.guidance, cfg["negative"])]
     else:
         fns = [ops.guided(model, c, s) for c in (a, b)]
-    fn = _alternate(fns, views) if cfg.get("alternate") else anagram_denoiser(fns, views)
+    if cfg.get("x0_mean"):
+        fn = _clean_image_mean(model, fns, views)
+    else:
+        fn = _alternate(fns, views) if cfg.get("alternate") else anagram_denoiser(fns, views)
     return _read_anagram(model, judge, views, fn, s, a, b, seed, cfg.get("resample"))
 
 
