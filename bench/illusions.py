@@ -28,6 +28,7 @@ import json
 import time
 from collections.abc import Callable
 from itertools import permutations
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ from fundiff.core.contract import Denoiser, Output
 from fundiff.core.loop import level_tensor, make_step, predict_x0
 from fundiff.core.sampling import Sampling
 from fundiff.core.views import View, anagram_denoiser, make_view
-from fundiff.evaluate.judge import predict
+from fundiff.evaluate.judge import load_judge, predict
 from fundiff.evaluate.parta import shrink_far, wilson
 from fundiff.evaluate.runs import judge_for
 from fundiff.models import load_diffusion_model
@@ -61,10 +62,17 @@ ANAGRAMS = {
     "anagram-guidance-0-0.5": {"interval": (0.0, 0.5)},
     "anagram-clean-image-mean": {"x0_mean": True},
     "anagram-dpmpp-20": {"sampler": "dpmpp-2m", "steps": 20},
+    "anagram-no-classifier": {"classifier_scale": 0.0},
+    "anagram-classifier-30": {"classifier_scale": 30.0},
+    "anagram-classifier-300": {"classifier_scale": 300.0},
+    "anagram-balanced-1": {"balance": 1.0},
+    "anagram-balanced-2": {"balance": 2.0},
+    "anagram-balanced-4": {"balance": 4.0},
     "anagram-plain-defaults": {"sampler": "dpmpp-2m", "steps": 20, "guidance": 5.0, "interval": (0.5, 0.9)},
 }
 HYBRIDS = {f"hybrid-sigma-{s:g}": {"sigma": s} for s in (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)}
 HYBRIDS["hybrid-sigma-1.75-cfg5"] = {"sigma": 1.75, "guidance": 5.0}
+HYBRIDS["hybrid-sigma-1.75-no-classifier"] = {"sigma": 1.75, "classifier_scale": 0.0}
 HYBRIDS["hybrid-block-4-cfg5"] = {"block": 4, "guidance": 5.0}
 
 
@@ -72,7 +80,8 @@ def _sampling(cfg: dict) -> Sampling:
     steps, stride = cfg.get("steps", BASE["steps"]), cfg.get("stride")
     return Sampling(sampler=cfg.get("sampler", "ddpm"), steps=steps, stride=stride,
                     variance=cfg.get("variance", BASE["variance"]), clip=True,
-                    guidance=cfg.get("guidance", BASE["guidance"]), guidance_interval=cfg.get("interval", (0.0, 1.0)))
+                    guidance=cfg.get("guidance", BASE["guidance"]), guidance_interval=cfg.get("interval", (0.0, 1.0)),
+                    classifier_scale=cfg.get("classifier_scale"))
 
 
 def _negative(model, cond, other, gamma: float, weight: float) -> Denoiser:
@@ -111,6 +120,25 @@ def _clean_image_mean(model, fns: list[Denoiser], views: list[View]) -> Denoiser
         x0 = torch.stack([v.inverse_view(predict_x0(v.view(x), p.value, abar).clamp(lo, hi))
                           for p, v in zip(preds, views)]).mean(0)
         return preds[0].with_value((x - abar.sqrt() * x0) / (1 - abar).sqrt(), preds[0].variance)
+
+    return fn
+
+
+def _balanced(model, conds: list, views: list[View], gamma: float, power: float) -> Denoiser:
+    """Views weighted by how little their class shows: d_i = ||eps_c_i - eps_u_i|| per image (the guidance
+    direction's length: large where view i does not yet look like its class), w_i = d_i^p / sum_j d_j^p,
+    eps = sum_i w_i v_i^-1(eps_u_i + gamma (eps_c_i - eps_u_i)) (p = 0 is the plain mean)."""
+    cs, u = [model.denoiser(c) for c in conds], model.denoiser(None)
+
+    def fn(x: torch.Tensor, k: torch.Tensor) -> Output:
+        guided, lengths = [], []
+        for c, v in zip(cs, views):
+            pc, pu = c(v.view(x), k), u(v.view(x), k)
+            guided.append(v.inverse_view(pu.value + gamma * (pc.value - pu.value)))
+            lengths.append((pc.value - pu.value).flatten(1).norm(dim=1))
+        w = torch.stack(lengths) ** power
+        w = (w / w.sum(0, keepdim=True)).view(len(views), -1, 1, 1, 1)
+        return pc.with_value((w * torch.stack(guided)).sum(0), pc.variance)
 
     return fn
 
@@ -161,7 +189,9 @@ def anagram_variant(model, judge, cfg: dict, a: list[int], b: list[int], seed: i
         fns = [_negative(model, a, b, s.guidance, cfg["negative"]), _negative(model, b, a, s.guidance, cfg["negative"])]
     else:
         fns = [ops.guided(model, c, s) for c in (a, b)]
-    if cfg.get("x0_mean"):
+    if cfg.get("balance"):
+        fn = _balanced(model, [a, b], views, s.guidance, cfg["balance"])
+    elif cfg.get("x0_mean"):
         fn = _clean_image_mean(model, fns, views)
     else:
         fn = _alternate(fns, views) if cfg.get("alternate") else anagram_denoiser(fns, views)
@@ -238,11 +268,15 @@ def main() -> None:
     ap.add_argument("--per-pair", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--view", default="flip", help="the anagram variants' second view (default flip)")
+    ap.add_argument("--judge", type=Path, help="read with this judge file instead (e.g. one trained on other digits: "
+                    "fundiff judge train --data-dir DIR --out FILE)")
+    ap.add_argument("--far-judge", type=Path, help="read hybrids from far with this far judge file instead")
     args = ap.parse_args()
     model = load_diffusion_model(args.model, "cpu")
     data = model.info["recipe"]["data"]
     source = load_digits(data).source
-    judge, far_judge = (judge_for(data, source, None, far=far)[0] for far in (False, True))
+    judge, far_judge = (load_judge(path)[0] if path else judge_for(data, source, None, far=far)[0]
+                        for far, path in ((False, args.judge), (True, args.far_judge)))
     pairs = [p for p in permutations(range(10), 2) for _ in range(args.per_pair)]
     a, b = [p[0] for p in pairs], [p[1] for p in pairs]
     for name in args.names or list(variants):

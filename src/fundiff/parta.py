@@ -17,7 +17,7 @@ from fundiff.core import edits
 from fundiff.core.bands import check_blur, frequency_bands, gaussian_lowpass, hybrid_denoiser
 from fundiff.core.colour import colour_hybrid_denoiser
 from fundiff.core.contract import Condition, Denoiser, Joint, one_by_one, split_output
-from fundiff.core.guidance import guidance_gate
+from fundiff.core.guidance import classifier_guidance, classifier_shift, guidance_gate, log_prob_gradient
 from fundiff.core.loop import Callback, Chunk, Projection, make_step, run_chunks, run_loop
 from fundiff.core.model import DiffusionModel
 from fundiff.core.sampling import Sampling
@@ -43,6 +43,9 @@ def settings(model: DiffusionModel, sampling: Sampling | None = None, guidance: 
     if model.is_flow and s.sampler not in ("euler", "dpmpp-2m"):
         raise UserError(f"model {model.name} is a flow-matching model: it samples with euler or dpmpp-2m, not "
                         f"{s.sampler}")
+    if s.classifier_scale and model.classifier is None:
+        raise UserError(f"model {model.name} has no noise-aware classifier for --classifier-scale; train one: "
+                        f"fundiff train-classifier {model.name}")
     if not model.is_flow and s.sampler == "euler":
         raise UserError(f"model {model.name} is a DDPM model: use --sampler ddpm, ddim or dpmpp-2m")
     return s
@@ -60,9 +63,39 @@ def guided(model: DiffusionModel, condition: Conditions, s: Sampling) -> Denoise
     eps_u from the unconditional binding; the bare conditional denoiser when gamma = 1, no condition, or an
     unconditional model."""
     cond = model.denoiser(condition)
-    if condition is None or model.conditioning == "none" or s.guidance == 1.0:
+    if condition is None or model.conditioning == "none":
         return cond
-    return guidance_gate(cond, model.denoiser(None), s.guidance, s.guidance_interval, model.schedule.noise_level)
+    if s.guidance != 1.0:
+        cond = guidance_gate(cond, model.denoiser(None), s.guidance, s.guidance_interval, model.schedule.noise_level)
+    if not s.classifier_scale or model.classifier is None:
+        return cond
+    labels = _class_labels(model, condition, None)
+    return classifier_guidance(cond, log_prob_gradient(model.classifier, labels), s.classifier_scale,
+                               model.schedule.abar)
+
+
+def _class_labels(model: DiffusionModel, condition: Conditions, n: int | None) -> torch.Tensor:
+    """The class of each image: a per-image list as it is, one class repeated ``n`` times (or once)."""
+    checked = model.check_condition(condition)
+    if isinstance(checked, list):
+        return torch.tensor(checked)
+    return torch.full((n or 1,), checked)
+
+
+def with_classifier_guidance(model: DiffusionModel, conditions: Sequence[Condition], s: Sampling,
+                             joint: Joint) -> Joint:
+    """``joint`` with classifier guidance of input i toward condition i (:func:`classifier_shift`), when
+    ``s.classifier_scale`` asks for it and the model has a classifier."""
+    if not s.classifier_scale or model.classifier is None or model.conditioning != "class":
+        return joint
+
+    def fn(xs: Sequence[torch.Tensor], level: torch.Tensor) -> list:
+        outs = joint(xs, level)
+        return [o.with_value(o.value - classifier_shift(
+            x, level[:1].expand(len(x)), log_prob_gradient(model.classifier, _class_labels(model, c, len(x))),
+            s.classifier_scale, model.schedule.abar), o.variance) for o, x, c in zip(outs, xs, conditions, strict=True)]
+
+    return fn
 
 
 def joint_guided(model: DiffusionModel, conditions: Sequence[Condition], s: Sampling) -> Joint:
@@ -84,7 +117,7 @@ def joint_guided(model: DiffusionModel, conditions: Sequence[Condition], s: Samp
                                          s.guidance_interval or (0.0, 1.0), model.schedule.noise_level)
         return split_output(gated[sizes](torch.cat(list(xs)), level[:1].expand(sum(sizes))), sizes)
 
-    return joint
+    return with_classifier_guidance(model, conditions, s, joint)
 
 
 def timesteps(model: DiffusionModel, s: Sampling) -> list[int]:

@@ -83,6 +83,22 @@ def train(
     run_train(model, objective, recipe, overrides, data_dir, download, out, resume, device)
 
 
+@command(app, "train-classifier")
+def train_classifier(
+    model: Annotated[str, typer.Argument(help="a class-conditioned DDPM run folder, or digits / fashion (with --out)")],
+    data_dir: Annotated[Path | None, Opt(help="directory of IDX files (default: the model's training data)")] = None,
+    epochs: Annotated[int, Opt(help="epochs over the training split")] = 30,
+    seed: Annotated[int, Opt(help="seed of the weights, batches and noise")] = 0,
+    out: Annotated[Path | None, Opt(help="classifier file (default: RUN/classifier.safetensors, where loading the run "
+                                         "finds it)")] = None,
+    force: Annotated[bool, Opt("--force", help="overwrite an existing classifier")] = False,
+) -> None:
+    """Train a model's noise-aware classifier: with it, anagrams and hybrids use classifier guidance by default."""
+    from fundiff.train.classifier import run_train_classifier
+
+    run_train_classifier(model, data_dir, epochs, seed, out, force)
+
+
 Precision = Annotated[str | None, Opt(help="fp32 | bf16 autocast for the net (default: the recipe's)")]
 Epoch = Annotated[int | None, Opt(help="use the weights saved after this epoch")]
 

@@ -63,6 +63,9 @@ class SamplingOptions:
                                  annotation=float | None)
     guidance_interval: str | None = opt(None, "noise levels t/T where CFG applies, e.g. 0.5,0.9 (default: the "
                                         "model's)", annotation=str | None)
+    classifier_scale: float | None = opt(None, "classifier guidance s by the model's noise-aware classifier, 0 = off "
+                                         "(default: the model's: 100 for the digits' illusions)",
+                                         annotation=float | None)
     sampler: str | None = opt(None, f"{' | '.join(SAMPLERS)} (default: the model's)", annotation=str | None)
     steps: int | None = opt(None, "evenly spaced steps (default: the model's)", annotation=int | None)
     stride: int | None = opt(None, "every STRIDE-th timestep, the spec's Part A grid (30 for T = 1000)",
@@ -75,7 +78,8 @@ class SamplingOptions:
 
     def sampling(self) -> Sampling:
         return Sampling(sampler=self.sampler, steps=self.steps, stride=self.stride, variance=self.variance,
-                        clip=self.clip, guidance=self.guidance, guidance_interval=interval(self.guidance_interval))
+                        clip=self.clip, guidance=self.guidance, guidance_interval=interval(self.guidance_interval),
+                        classifier_scale=self.classifier_scale)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fundiff.core.contract import Condition, Denoiser, EpsFn, Prediction, Velocity, VelocityFn
+from fundiff.core.guidance import Classifier
 from fundiff.core.sampling import Sampling
 from fundiff.core.schedule import FlowPath, Schedule
 from fundiff.errors import UserError
@@ -30,7 +31,8 @@ class DiffusionModel:
     which fill the frame. A class is its number or, when the model has ``class_names``, its name in any case,
     one of ``class_aliases`` (lower case -> class), or either with a plural s. ``sampling`` holds every
     sampling default from the model's card; ``illusion_sampling`` (None: the same) the defaults of anagrams and
-    hybrids, which read better with other settings than plain samples (README, "Illusions").
+    hybrids, which read better with other settings than plain samples (README, "Illusions"). ``classifier`` is
+    the model's noise-aware classifier ((x_t, level) -> class logits) when it has one, for classifier guidance.
     """
 
     name: str
@@ -42,6 +44,7 @@ class DiffusionModel:
     bind: Callable[[Condition], Denoiser]
     sampling: Sampling
     illusion_sampling: Sampling | None = None
+    classifier: Classifier | None = None
     learned_variance: bool = False
     num_classes: int = 0
     class_names: tuple[str, ...] = ()

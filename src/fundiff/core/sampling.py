@@ -20,7 +20,8 @@ class Sampling:
     grid, which ends one step above the clean image instead of at timestep 0). ``steps``
     evenly spaced steps or a timestep ``stride`` (the spec's Part A grid); ``variance`` of a DDPM step
     (beta, posterior or the model's learned one); ``clip`` clamps x0_hat to the data range;
-    ``guidance`` is CFG's gamma, applied where the noise level t/T lies in ``guidance_interval``.
+    ``guidance`` is CFG's gamma, applied where the noise level t/T lies in ``guidance_interval``;
+    ``classifier_scale`` the scale s of classifier guidance by the model's noise-aware classifier (0: none).
     """
 
     sampler: str | None = None
@@ -30,6 +31,7 @@ class Sampling:
     clip: bool | None = None
     guidance: float | None = None
     guidance_interval: tuple[float, float] | None = None
+    classifier_scale: float | None = None
 
     def __post_init__(self) -> None:
         check_sampling(self)
@@ -74,6 +76,8 @@ def check_sampling(s: Sampling) -> None:
         raise UserError(f"--stride must be at least 1, got {s.stride}")
     if s.guidance is not None and not (s.guidance >= 0 and s.guidance < float("inf")):
         raise UserError(f"--guidance must be a finite number >= 0, got {s.guidance}")
+    if s.classifier_scale is not None and not (0 <= s.classifier_scale < float("inf")):
+        raise UserError(f"--classifier-scale must be a finite number >= 0, got {s.classifier_scale}")
     if s.guidance_interval is not None:
         lo, hi = s.guidance_interval
         if not 0 <= lo < hi <= 1:

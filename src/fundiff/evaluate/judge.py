@@ -11,40 +11,15 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
-from torch import nn
 from tqdm import tqdm
 
 from fundiff.errors import UserError
 from fundiff.io.files import save_safetensors, versions
+from fundiff.nets.classifier import JudgeNet
 from fundiff.train.data import Digits
 
 JUDGE_KIND = "fundiff-digit-judge"
 DIGIT_SHAPE = {"channels": 1, "image_size": 28, "num_classes": 10}
-
-
-class JudgeNet(nn.Module):
-    """(B,C,S,S) -> K logits (the digits' judge: 1, 28, 10); ``features`` gives the 128-d embedding before the last
-    layer."""
-
-    def __init__(self, channels: int = 1, image_size: int = 28, num_classes: int = 10) -> None:
-        super().__init__()
-        self.shape = {"channels": channels, "image_size": image_size, "num_classes": num_classes}  # as DIGIT_SHAPE
-        side = image_size // 4
-
-        def block(c_in: int, c_out: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                                 nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                                 nn.MaxPool2d(2))
-
-        self.body = nn.Sequential(block(channels, 32), block(32, 64), nn.Flatten(), nn.Linear(64 * side * side, 128),
-                                  nn.ReLU())
-        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, num_classes))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
 
 
 def random_shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Tensor:

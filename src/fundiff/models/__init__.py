@@ -21,6 +21,7 @@ from fundiff.models.deepfloyd.stage1 import LoadOptions, deepfloyd_model, is_dee
 from fundiff.models.diffusers_unet import diffusers_unet_model, is_diffusers_dir, is_hub_id
 from fundiff.models.export import is_exported_dir, load_exported
 from fundiff.models.fundiff_unet import fundiff_model
+from fundiff.models.guide import CLASSIFIER_FILE, with_classifier
 from fundiff.train.checkpoint import RUN_FILE, load_model
 
 SHIPPED = {"digits": "digits.safetensors", "fashion": "fashion.safetensors"}
@@ -66,9 +67,12 @@ def load(spec: str | Path, device: torch.device | str = "auto", *, epoch: int | 
             raise UserError(f"the shipped model {spec!r} is missing from this install ({path})")
         card = shipped_card(spec)
         model = _fundiff(path, spec, device, epoch, precision, {"card": card})
+        model = with_classifier(model, path.with_name(f"{path.stem}-{CLASSIFIER_FILE}"))
         return replace(model, sampling=card_sampling(card).over(model.sampling))
     path = Path(spec).expanduser()
-    if (path.is_dir() and (path / RUN_FILE).is_file()) or (path.is_file() and path.suffix == ".safetensors"):
+    if path.is_dir() and (path / RUN_FILE).is_file():
+        return with_classifier(_fundiff(path, str(path), device, epoch, precision), path / CLASSIFIER_FILE)
+    if path.is_file() and path.suffix == ".safetensors":
         return _fundiff(path, str(path), device, epoch, precision)
     if epoch is not None:
         raise UserError(f"--epoch picks the weights of a fundiff run; {spec} is not one")
