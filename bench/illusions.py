@@ -27,6 +27,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from itertools import permutations
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from fundiff import parta as ops
-from fundiff.core.bands import hybrid_denoiser
+from fundiff.core.bands import frequency_bands, hybrid_denoiser
 from fundiff.core.contract import Denoiser, Output
 from fundiff.core.loop import level_tensor, make_step, predict_x0
 from fundiff.core.sampling import Sampling
@@ -73,6 +74,12 @@ ANAGRAMS = {
 HYBRIDS = {f"hybrid-sigma-{s:g}": {"sigma": s} for s in (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)}
 HYBRIDS["hybrid-sigma-1.75-cfg5"] = {"sigma": 1.75, "guidance": 5.0}
 HYBRIDS["hybrid-sigma-1.75-no-classifier"] = {"sigma": 1.75, "classifier_scale": 0.0}
+HYBRIDS["hybrid-classifier-10"] = {"sigma": 1.75, "classifier_scale": 10.0}
+HYBRIDS["hybrid-classifier-20"] = {"sigma": 1.75, "classifier_scale": 20.0}
+HYBRIDS["hybrid-classifier-30"] = {"sigma": 1.75, "classifier_scale": 30.0}
+HYBRIDS["hybrid-classifier-50"] = {"sigma": 1.75, "classifier_scale": 50.0}
+HYBRIDS["hybrid-classifier-100-200"] = {"sigma": 1.75, "band_scales": (100.0, 200.0)}
+HYBRIDS["hybrid-classifier-50-100"] = {"sigma": 1.75, "band_scales": (50.0, 100.0)}
 HYBRIDS["hybrid-block-4-cfg5"] = {"block": 4, "guidance": 5.0}
 
 
@@ -238,7 +245,15 @@ def _block_bands(factor: int) -> list:
 
 def hybrid_variant(model, judges, cfg: dict, a: list[int], b: list[int], seed: int) -> dict:
     judge, far_judge = judges
-    if cfg.get("block"):
+    if cfg.get("band_scales"):
+        s = ops.settings(model, _sampling(cfg), illusion=True)
+        fns = [ops.guided(model, c, replace(s, classifier_scale=k)) for c, k in zip((a, b), cfg["band_scales"])]
+        fn = hybrid_denoiser(fns, frequency_bands(33, [cfg["sigma"]]))
+        g = torch.Generator().manual_seed(seed)
+        x = ops._out(model, ops.sample(model, fn, torch.randn(len(a), 1, 28, 28, generator=g),
+                                       ops.timesteps(model, s), s, g))
+        lowpassed = ops.lowpass_view(x, 33, cfg["sigma"])
+    elif cfg.get("block"):
         s = ops.settings(model, _sampling(cfg), illusion=True)
         fn = hybrid_denoiser([ops.guided(model, c, s) for c in (a, b)], _block_bands(cfg["block"]))
         g = torch.Generator().manual_seed(seed)

@@ -31,13 +31,13 @@ Conditions = Condition | Sequence[Condition]
 
 
 def settings(model: DiffusionModel, sampling: Sampling | None = None, guidance: float | None = None,
-             illusion: bool = False) -> Sampling:
+             illusion: bool = False, hybrid: bool = False) -> Sampling:
     """The settings a run uses: ``sampling`` (and ``guidance``) where given, the model's card elsewhere (its
-    illusion defaults for anagrams and hybrids when ``illusion``)."""
+    illusion defaults for anagrams when ``illusion``, its hybrid defaults when ``hybrid``)."""
     asked = sampling or Sampling()
     if guidance is not None:
         asked = replace(asked, guidance=guidance)
-    s = asked.over(model.illusions() if illusion else model.sampling)
+    s = asked.over(model.hybrids() if hybrid else model.illusions() if illusion else model.sampling)
     if s.variance == "learned" and not model.learned_variance:
         raise UserError(f"model {model.name} has no learned variance; use --variance beta or posterior")
     if model.is_flow and s.sampler not in ("euler", "dpmpp-2m"):
@@ -374,7 +374,7 @@ def hybrid(model: DiffusionModel, conditions: Sequence[Condition], n: int = 1, k
     sigmas = check_hybrid(model, conditions, kernel, sigmas)
     check_per_image(conditions, n)
     bands = frequency_bands(kernel, sigmas)
-    s = settings(model, sampling, guidance, illusion=True)
+    s = settings(model, sampling, guidance, hybrid=True)
     fn = hybrid_denoiser(joint_guided(model, conditions, s), bands)
     g = torch.Generator().manual_seed(seed)
     x = _noise(model, n, g)
@@ -417,7 +417,7 @@ def colour_hybrid(model: DiffusionModel, conditions: Sequence[Condition], n: int
     mean), c = identity - g (:mod:`fundiff.core.colour`); the image's greyscale version reads as
     ``conditions[0]``, its colours follow ``conditions[1]``. RGB models only."""
     conditions = check_colour_hybrid(model, conditions)
-    s = settings(model, sampling, guidance, illusion=True)
+    s = settings(model, sampling, guidance, hybrid=True)
     fn = colour_hybrid_denoiser(joint_guided(model, conditions, s))
     g = torch.Generator().manual_seed(seed)
     x = _noise(model, n, g)

@@ -31,7 +31,8 @@ class DiffusionModel:
     which fill the frame. A class is its number or, when the model has ``class_names``, its name in any case,
     one of ``class_aliases`` (lower case -> class), or either with a plural s. ``sampling`` holds every
     sampling default from the model's card; ``illusion_sampling`` (None: the same) the defaults of anagrams and
-    hybrids, which read better with other settings than plain samples (README, "Illusions"). ``classifier`` is
+    hybrids, which read better with other settings than plain samples (README, "Illusions"), and
+    ``hybrid_sampling`` (None: the illusion ones) those of hybrids where they differ. ``classifier`` is
     the model's noise-aware classifier ((x_t, level) -> class logits) when it has one, for classifier guidance.
     """
 
@@ -44,6 +45,7 @@ class DiffusionModel:
     bind: Callable[[Condition], Denoiser]
     sampling: Sampling
     illusion_sampling: Sampling | None = None
+    hybrid_sampling: Sampling | None = None
     classifier: Classifier | None = None
     learned_variance: bool = False
     num_classes: int = 0
@@ -61,6 +63,10 @@ class DiffusionModel:
     def illusions(self) -> Sampling:
         """The sampling defaults of anagrams and hybrids (the plain ones when the card gives none)."""
         return self.illusion_sampling or self.sampling
+
+    def hybrids(self) -> Sampling:
+        """The sampling defaults of hybrids (the illusion ones when the card gives none)."""
+        return self.hybrid_sampling or self.illusions()
 
     @property
     def default_guidance(self) -> float:
@@ -131,5 +137,5 @@ class DiffusionModel:
                 "image_size": self.image_size, "channels": self.channels, "value_range": list(self.value_range),
                 "learned_variance": self.learned_variance, "conditioning": self.conditioning,
                 "class_names": list(self.class_names), "sampling": self.sampling.to_dict(),
-                "illusion_sampling": self.illusions().to_dict(),
+                "illusion_sampling": self.illusions().to_dict(), "hybrid_sampling": self.hybrids().to_dict(),
                 "device": str(self.device), **self.info}

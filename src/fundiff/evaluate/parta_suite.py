@@ -119,7 +119,9 @@ def evaluate_model(model: DiffusionModel, folder: Path, pairs: int | None = None
     facts = {"model": {k: v for k, v in model.describe().items() if k != "card"}, "data": data,
              "classes": list(model.class_names) or [str(c) for c in range(10)], "judge": judge_info,
              "far_judge": {**far_info, "judge_held_out_shrunk_accuracy": shrunk_accuracy(judge, held)},
-             "sampling": ops.settings(model, None, guidance, illusion=True).to_dict(), "part_a_sampling": s.to_dict(),
+             "sampling": ops.settings(model, None, guidance, illusion=True).to_dict(),
+             "hybrid_sampling": ops.settings(model, None, guidance, hybrid=True).to_dict(),
+             "part_a_sampling": s.to_dict(),
              "timesteps": len(ts), "seconds": round(time.perf_counter() - t0, 1)}
     return res, facts
 

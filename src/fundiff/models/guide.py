@@ -14,14 +14,19 @@ from fundiff.nets.classifier import load_noisy_classifier
 CLASSIFIER_FILE = "classifier.safetensors"
 """The classifier of a training run, in its folder (``fundiff train-classifier RUN`` writes it)."""
 CLASSIFIER_SCALE = 100.0
-"""The illusion default of classifier guidance's s (README, "Illusions": flip and rotate_90 anagrams of the digit
-model read both ways 0.46 -> 0.73 and 0.59 -> 0.82 as s goes 0 -> 100, by the shipped judge and by two judges
-trained on other digits)."""
+"""The anagrams' default classifier-guidance scale s (README, "Illusions": the digit model's flip anagrams read both
+ways 0.46 at s = 0, 0.56 at 10, 0.69 at 30, 0.73 at 100, 0.74 at 300, by the shipped judge; 0.47 -> 0.74 by a judge
+trained on all 60,000 MNIST training digits)."""
+HYBRID_CLASSIFIER_SCALE = 30.0
+"""The hybrids' default s: each band takes its share of the gradient, and a larger s draws the low class over the
+near reading (near and far both: 0.22 at s = 0, 0.51 at 10, 0.63 at 20, 0.69 at 30, 0.64 at 50, 0.52 at 100; by
+the 60,000-digit judges 0.16, -, 0.53, 0.57, 0.54, 0.42)."""
 
 
 def with_classifier(model: DiffusionModel, path: Path) -> DiffusionModel:
-    """``model`` with the classifier in ``path`` (when the file exists) and classifier guidance at
-    :data:`CLASSIFIER_SCALE` among its illusion defaults; refused when it was trained on another process."""
+    """``model`` with the classifier in ``path`` (when the file exists) and classifier guidance among its illusion
+    defaults (:data:`CLASSIFIER_SCALE`, hybrids :data:`HYBRID_CLASSIFIER_SCALE`); refused when it was trained on
+    another process."""
     if not path.is_file():
         return model
     if model.is_flow or model.conditioning != "class":
@@ -39,5 +44,6 @@ def with_classifier(model: DiffusionModel, path: Path) -> DiffusionModel:
         return net(x_t, model.schedule.model_time(level).to(x_t.device))
 
     illusions = replace(model.illusions(), classifier_scale=CLASSIFIER_SCALE)
-    return replace(model, classifier=classify, illusion_sampling=illusions,
+    hybrids = replace(model.hybrids(), classifier_scale=HYBRID_CLASSIFIER_SCALE)
+    return replace(model, classifier=classify, illusion_sampling=illusions, hybrid_sampling=hybrids,
                    info={**model.info, "classifier": {"file": path.name, **info}})

@@ -162,9 +162,9 @@ HYBRIDS = ((0, 1), (8, 3), (4, 7))
 TYPICAL = "typical results, not picked: {n} per pair from a fixed seed per pair (seed {seed} + the pair's index)"
 
 
-def illusion_settings(model: DiffusionModel) -> Sampling:
-    """What ``fundiff anagram`` and ``fundiff hybrid`` sample with when given no settings."""
-    return ops.settings(model, None, illusion=True)
+def illusion_settings(model: DiffusionModel, hybrid: bool = False) -> Sampling:
+    """What ``fundiff anagram`` (or ``fundiff hybrid``) samples with when given no settings."""
+    return ops.settings(model, None, illusion=True, hybrid=hybrid)
 
 
 def describe_sampling(s: Sampling) -> str:
@@ -173,11 +173,13 @@ def describe_sampling(s: Sampling) -> str:
     sampler = f", {s.variance} variance" if s.variance else f", {s.sampler}"
     lo, hi = s.guidance_interval or (0.0, 1.0)
     where = "at every noise level" if (lo, hi) == (0.0, 1.0) else f"over noise levels {lo:g}-{hi:g}"
-    return f"{steps}{sampler}, CFG gamma = {s.guidance:g} {where}"
+    classifier = f", classifier guidance s = {s.classifier_scale:g}" if s.classifier_scale else ""
+    return f"{steps}{sampler}, CFG gamma = {s.guidance:g} {where}{classifier}"
 
 
 def _sampling_settings(s: Sampling) -> dict:
-    return {"steps": s.steps, "stride": s.stride, "variance": s.variance, "guidance": s.guidance}
+    return {"steps": s.steps, "stride": s.stride, "variance": s.variance, "guidance": s.guidance,
+            "classifier_scale": s.classifier_scale}
 
 
 def anagrams(model: DiffusionModel, out: Path, seed: int, n: int = 2) -> list[dict]:
@@ -217,7 +219,7 @@ def hybrids(model: DiffusionModel, out: Path, seed: int, n: int = 2) -> list[dic
     path = _grid(torch.cat(cells), out / "hybrids.png", 3 * n)
     pairs = "; ".join(f"{a} from far / {b} close up" for a, b in HYBRIDS)
     px = round(model.image_size / FAR_FACTOR)
-    s = illusion_settings(model)
+    s = illusion_settings(model, hybrid=True)
     rec = _rec(path, f"Hybrid images, each beside how it looks from far: shrunk to {px} px and enlarged back, then "
                f"its low-pass copy (Gaussian kernel {kernel}, sigma {sigma:g}, the hybrid's own): {pairs}. Sampled "
                f"as `fundiff hybrid` samples by default ({describe_sampling(s)}); "

@@ -35,8 +35,11 @@ def _load(device: str, name: str):
 
 
 def _illusion_defaults(device: str, name: str = DIGITS) -> dict:
-    """The model's illusion sampling defaults, in a stage's config: other defaults draw (and measure) again."""
-    return pd.illusion_settings(_model(device, name)).to_dict()
+    """The model's illusion sampling defaults (anagrams', and hybrids' where they differ), in a stage's config:
+    other defaults draw (and measure) again."""
+    model = _model(device, name)
+    anagrams, hybrids = (pd.illusion_settings(model, hybrid).to_dict() for hybrid in (False, True))
+    return anagrams if hybrids == anagrams else {**anagrams, "hybrids": hybrids}
 
 
 def evaluated_models(p: Profile) -> list[str]:
