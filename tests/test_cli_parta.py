@@ -182,9 +182,9 @@ def test_sampling_options_override_the_card(tmp_path):
     out = tmp_path / "g"
     rec = _ok(run_cli("generate", "--class", "2", "--n", "1", "--sampler", "ddpm", "--steps", "3", "--variance",
                       "posterior", "--no-clip",
-                      "--guidance", "2", "--guidance-interval", "0,1", "--out", out), out)
+                      "--guidance", "2", "--guidance-interval", "0,1", "--classifier-scale", "7", "--out", out), out)
     assert rec["sampling"] == {"sampler": "ddpm", "steps": 3, "stride": None, "variance": "posterior", "clip": False,
-                               "guidance": 2.0, "guidance_interval": [0.0, 1.0]}
+                               "guidance": 2.0, "guidance_interval": [0.0, 1.0], "classifier_scale": 7.0}
     assert rec["guidance"] == 2.0 and rec["model"]["sampling"]["guidance"] == 5.0
 
 
@@ -192,7 +192,8 @@ def test_option_groups_in_help():
     proc = run_cli("generate", "--help")
     assert proc.returncode == 0, proc.stderr
     for flag in ("--model", "--prompt-cache", "--cache", "--guidance", "--guidance-interval", "--sampler", "--steps",
-                 "--stride", "--variance", "--clip", "--no-clip", "--seed", "--out", "--force", "--upsample"):
+                 "--stride", "--variance", "--clip", "--no-clip", "--seed", "--out", "--force", "--upsample",
+                 "--classifier-scale"):
         assert flag in proc.stdout, flag
     proc = run_cli("sample", "--help")
     assert proc.returncode == 0 and "--guidance-interval" in proc.stdout and "--variance" in proc.stdout

@@ -120,7 +120,7 @@ def _settings_tag(asked: Sampling) -> str:
     """'g3-steps50-' for the sampling options given (empty when none), so other settings get another folder."""
     given = {k: v for k, v in asked.to_dict().items() if v is not None}
     short = {"guidance": "g", "guidance_interval": "gi", "sampler": "", "steps": "steps", "stride": "stride",
-             "variance": "var-", "clip": "clip"}
+             "variance": "var-", "clip": "clip", "classifier_scale": "cs"}
     parts = []
     for k, v in given.items():
         v = "-".join(f"{x:g}" for x in v) if isinstance(v, list) else (("" if v else "no") if k == "clip" else v)
