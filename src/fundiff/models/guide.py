@@ -15,7 +15,7 @@ CLASSIFIER_FILE = "classifier.safetensors"
 """The classifier of a training run, in its folder (``fundiff train-classifier RUN`` writes it)."""
 CLASSIFIER_SCALE = 100.0
 """The anagrams' default classifier-guidance scale s (README, "Illusions": the digit model's flip anagrams read both
-ways 0.46 at s = 0, 0.56 at 10, 0.69 at 30, 0.73 at 100, 0.74 at 300, by the shipped judge; 0.47 -> 0.74 by a judge
+ways 0.46 at s = 0, 0.58 at 10, 0.67 at 30, 0.73 at 100, 0.76 at 300, by the shipped judge; 0.47 -> 0.74 by a judge
 trained on all 60,000 MNIST training digits)."""
 HYBRID_CLASSIFIER_SCALE = 30.0
 """The hybrids' default s: each band takes its share of the gradient, and a larger s draws the low class over the
