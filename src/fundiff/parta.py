@@ -16,7 +16,7 @@ import torch
 from fundiff.core import edits
 from fundiff.core.bands import check_blur, frequency_bands, gaussian_lowpass, hybrid_denoiser
 from fundiff.core.colour import colour_hybrid_denoiser
-from fundiff.core.contract import Condition, Denoiser, Joint, one_by_one, split_output
+from fundiff.core.contract import Condition, Denoiser, Joint, Output, one_by_one, split_output
 from fundiff.core.guidance import classifier_guidance, classifier_shift, guidance_gate, log_prob_gradient
 from fundiff.core.loop import Callback, Chunk, Projection, make_step, run_chunks, run_loop
 from fundiff.core.model import DiffusionModel
@@ -61,7 +61,8 @@ def spec_part_a(model: DiffusionModel) -> Sampling:
 def guided(model: DiffusionModel, condition: Conditions, s: Sampling) -> Denoiser:
     """CFG (spec 1.6): eps = eps_u + gamma (eps_c - eps_u) where the noise level is in the guidance interval,
     eps_u from the unconditional binding; the bare conditional denoiser when gamma = 1, no condition, or an
-    unconditional model."""
+    unconditional model. With ``s.classifier_scale`` and a model classifier, classifier guidance on top
+    (:func:`~fundiff.core.guidance.classifier_guidance`)."""
     cond = model.denoiser(condition)
     if condition is None or model.conditioning == "none":
         return cond
@@ -89,11 +90,13 @@ def with_classifier_guidance(model: DiffusionModel, conditions: Sequence[Conditi
     if not s.classifier_scale or model.classifier is None or model.conditioning != "class":
         return joint
 
+    def shifted(out: Output, x: torch.Tensor, level: torch.Tensor, condition: Condition) -> Output:
+        grad = log_prob_gradient(model.classifier, _class_labels(model, condition, len(x)))
+        return out.with_value(out.value - classifier_shift(x, level[:1].expand(len(x)), grad, s.classifier_scale,
+                                                           model.schedule.abar), out.variance)
+
     def fn(xs: Sequence[torch.Tensor], level: torch.Tensor) -> list:
-        outs = joint(xs, level)
-        return [o.with_value(o.value - classifier_shift(
-            x, level[:1].expand(len(x)), log_prob_gradient(model.classifier, _class_labels(model, c, len(x))),
-            s.classifier_scale, model.schedule.abar), o.variance) for o, x, c in zip(outs, xs, conditions, strict=True)]
+        return [shifted(o, x, level, c) for o, x, c in zip(joint(xs, level), xs, conditions, strict=True)]
 
     return fn
 

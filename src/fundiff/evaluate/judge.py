@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
+from torch import nn
 from tqdm import tqdm
 
 from fundiff.errors import UserError
@@ -63,23 +65,14 @@ def train_judge(train: Digits, held_out: Digits, epochs: int = 8, seed: int = 0,
     shrunk to a third)."""
     torch.manual_seed(seed)
     net = JudgeNet(train.channels, train.image_size, train.num_classes)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    steps = epochs * ((len(train) + 127) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    with tqdm(total=steps, disable=not progress, desc="train judge", unit="batch") as bar:
-        for _ in range(epochs):
-            net.train()
-            for idx in torch.randperm(len(train), generator=g).split(128):
-                x = random_shift(train.images[idx], g)
-                loss = F.cross_entropy(net(random_far(x, g) if far else x), train.labels[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x = random_shift(train.images[idx], g)
+        return F.cross_entropy(net(random_far(x, g) if far else x), train.labels[idx])
+
+    fit_one_cycle(net, len(train), epochs, g, batch_loss, "train judge", progress)
     acc = float((predict(net.eval(), held_out.images) == held_out.labels).float().mean())
     shape = {k: v for k, v in net.shape.items() if v != DIGIT_SHAPE[k]}  # a digit judge's record as before
     info = {**shape, "held_out_accuracy": acc, "held_out_images": len(held_out), "train_images": len(train),
@@ -87,6 +80,26 @@ def train_judge(train: Digits, held_out: Digits, epochs: int = 8, seed: int = 0,
     if far:
         info.update(far=True, far_sizes=list(FAR_SIZES), held_out_shrunk_accuracy=shrunk_accuracy(net, held_out))
     return net, info
+
+
+def fit_one_cycle(net: nn.Module, n_train: int, epochs: int, g: torch.Generator,
+                  batch_loss: Callable[[torch.Tensor], torch.Tensor], desc: str, progress: bool = True) -> None:
+    """Adam (lr 1e-3, one-cycle to a peak of 3e-3) over ``epochs`` shuffles of ``n_train`` images in batches of 128;
+    ``batch_loss(indices)`` is each batch's loss. The judge's and the noise-aware classifier's training."""
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    steps = epochs * ((n_train + 127) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    with tqdm(total=steps, disable=not progress, desc=desc, unit="batch") as bar:
+        for _ in range(epochs):
+            net.train()
+            for idx in torch.randperm(n_train, generator=g).split(128):
+                loss = batch_loss(idx)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
 
 
 def shrunk_accuracy(net: JudgeNet, digits: Digits, size: int = 9) -> float:

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from fundiff.core.model import DiffusionModel
 from fundiff.errors import UserError
-from fundiff.evaluate.judge import random_shift
+from fundiff.evaluate.judge import fit_one_cycle, random_shift
 from fundiff.io.guard import prepare_file
 from fundiff.models import load
 from fundiff.models.guide import CLASSIFIER_FILE
@@ -34,23 +33,14 @@ def train_noisy_classifier(model: DiffusionModel, train: Digits, held_out: Digit
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     net = NoisyClassifier(train.channels, train.image_size, train.num_classes)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    steps = epochs * ((len(train) + 127) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     t0 = time.perf_counter()
-    with tqdm(total=steps, disable=not progress, desc="train classifier", unit="batch") as bar:
-        for _ in range(epochs):
-            net.train()
-            for idx in torch.randperm(len(train), generator=g).split(128):
-                k = torch.randint(0, model.schedule.T, (len(idx),), generator=g)
-                x_t = noised(model, random_shift(train.images[idx], g), k, g)
-                loss = F.cross_entropy(net(x_t, model.schedule.model_time(k)), train.labels[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        k = torch.randint(0, model.schedule.T, (len(idx),), generator=g)
+        x_t = noised(model, random_shift(train.images[idx], g), k, g)
+        return F.cross_entropy(net(x_t, model.schedule.model_time(k)), train.labels[idx])
+
+    fit_one_cycle(net, len(train), epochs, g, batch_loss, "train classifier", progress)
     net.eval()
     accuracy = {f"{lv:g}": noisy_accuracy(net, model, held_out, lv, seed) for lv in REPORTED_LEVELS}
     return net, {"held_out_accuracy_at_t": accuracy, "held_out_images": len(held_out), "train_images": len(train),
