@@ -69,11 +69,11 @@ def noisy_accuracy(net: NoisyClassifier, model: DiffusionModel, digits: Digits, 
     return round(float((net(x_t, model.schedule.model_time(k)).argmax(1) == digits.labels).float().mean()), 4)
 
 
-def run_train_classifier(spec: str, data_dir: Path | None, epochs: int, seed: int, out: Path | None, force: bool,
-                         device: str = "auto") -> Path:
+def run_train_classifier(spec: str, data_dir: Path | None, epochs: int, seed: int, out: Path | None,
+                         force: bool) -> Path:
     """Train the noise-aware classifier of the class model ``spec`` on its recipe's data (or ``data_dir``'s IDX
-    files) and write it to ``out`` (default: the run folder's :data:`CLASSIFIER_FILE`, where loading the run
-    finds it); returns the file."""
+    files), on the CPU (97 s for the digits), and write it to ``out`` (default: the run folder's
+    :data:`CLASSIFIER_FILE`, where loading the run finds it); returns the file."""
     if not 1 <= epochs <= 1000:
         raise UserError(f"--epochs {epochs} is out of range (1 to 1000; {CLASSIFIER_EPOCHS} for the digits)")
     model = load(spec, "cpu")
