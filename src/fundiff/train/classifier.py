@@ -21,7 +21,7 @@ from fundiff.progress import say
 from fundiff.train.data import Digits, load_data, split_holdout
 
 CLASSIFIER_EPOCHS = 30
-"""30 epochs of the 4,450 offline training digits (about 100 s on 2 cores): the shipped digit classifier."""
+"""30 epochs of the 4,500 offline training digits (about 100 s on 2 cores): the shipped digit classifier."""
 REPORTED_LEVELS = (0.1, 0.5, 0.9)
 """Noise levels t / T at which the held-out accuracy is recorded."""
 
