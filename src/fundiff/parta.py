@@ -16,7 +16,7 @@ import torch
 from fundiff.core import edits
 from fundiff.core.bands import check_blur, frequency_bands, gaussian_lowpass, hybrid_denoiser
 from fundiff.core.colour import colour_hybrid_denoiser
-from fundiff.core.contract import Condition, Denoiser, Joint, Output, one_by_one, split_output
+from fundiff.core.contract import Condition, Denoiser, Joint, one_by_one, split_output
 from fundiff.core.guidance import classifier_guidance, classifier_shift, guidance_gate, log_prob_gradient
 from fundiff.core.loop import Callback, Chunk, Projection, make_step, run_chunks, run_loop
 from fundiff.core.model import DiffusionModel
@@ -70,33 +70,28 @@ def guided(model: DiffusionModel, condition: Conditions, s: Sampling) -> Denoise
         cond = guidance_gate(cond, model.denoiser(None), s.guidance, s.guidance_interval, model.schedule.noise_level)
     if not s.classifier_scale or model.classifier is None:
         return cond
-    labels = _class_labels(model, condition, None)
-    return classifier_guidance(cond, log_prob_gradient(model.classifier, labels), s.classifier_scale,
-                               model.schedule.abar)
+    return classifier_guidance(cond, log_prob_gradient(model.classifier, _class_labels(model, condition)),
+                               s.classifier_scale, model.schedule.abar)
 
 
-def _class_labels(model: DiffusionModel, condition: Conditions, n: int | None) -> torch.Tensor:
-    """The class of each image: a per-image list as it is, one class repeated ``n`` times (or once)."""
+def _class_labels(model: DiffusionModel, condition: Conditions) -> torch.Tensor:
+    """The class of each image, a per-image list as it is, or the one class of all of them (a 1-element tensor)."""
     checked = model.check_condition(condition)
-    if isinstance(checked, list):
-        return torch.tensor(checked)
-    return torch.full((n or 1,), checked)
+    return torch.tensor(checked if isinstance(checked, list) else [checked])
 
 
 def with_classifier_guidance(model: DiffusionModel, conditions: Sequence[Condition], s: Sampling,
                              joint: Joint) -> Joint:
     """``joint`` with classifier guidance of input i toward condition i (:func:`classifier_shift`), when
-    ``s.classifier_scale`` asks for it and the model has a classifier."""
-    if not s.classifier_scale or model.classifier is None or model.conditioning != "class":
+    ``s.classifier_scale`` asks for it and the model has a classifier; the labels are read once, not every step."""
+    if not s.classifier_scale or model.classifier is None:
         return joint
-
-    def shifted(out: Output, x: torch.Tensor, level: torch.Tensor, condition: Condition) -> Output:
-        grad = log_prob_gradient(model.classifier, _class_labels(model, condition, len(x)))
-        return out.with_value(out.value - classifier_shift(x, level[:1].expand(len(x)), grad, s.classifier_scale,
-                                                           model.schedule.abar), out.variance)
+    grads = [log_prob_gradient(model.classifier, _class_labels(model, c)) for c in conditions]
 
     def fn(xs: Sequence[torch.Tensor], level: torch.Tensor) -> list:
-        return [shifted(o, x, level, c) for o, x, c in zip(joint(xs, level), xs, conditions, strict=True)]
+        return [o.with_value(o.value - classifier_shift(x, level[:1].expand(len(x)), grad, s.classifier_scale,
+                                                        model.schedule.abar), o.variance)
+                for o, x, grad in zip(joint(xs, level), xs, grads, strict=True)]
 
     return fn
 
